@@ -1,0 +1,475 @@
+import type { Cluster, Redis } from "ioredis";
+import { type Clock, redisClock } from "./clock.js";
+import { type AccountKeys, KeySpace } from "./keys.js";
+import { keyCount, loadScript } from "./script-loader.js";
+import { BUCKET_KINDS, type BucketKindName, ScriptStatus } from "./status.js";
+
+export type RedisClient = Redis | Cluster;
+
+/** Credits taken from (or given back to) one bucket. */
+export interface Draw {
+  bucketId: string;
+  amountMicros: number;
+}
+
+export interface BucketState {
+  bucketId: string;
+  kind: BucketKindName;
+  remainingMicros: number;
+  grantedMicros: number;
+  priority: number;
+  /** 0 when the bucket never expires. */
+  expiresAtMs: number;
+  createdAtMs: number;
+  grantId: string;
+}
+
+export type ReserveResult =
+  | {
+      status: "held" | "replayed";
+      reservationId: string;
+      heldMicros: number;
+      availableMicros: number;
+      expiresAtMs: number;
+      heldFrom: Draw[];
+    }
+  | { status: "insufficient"; availableMicros: number; requiredMicros: number }
+  | { status: "amount_conflict"; firstAmountMicros: number }
+  | { status: "request_id_taken"; otherAccountId: string };
+
+export type SettleResult =
+  | {
+      status: "settled" | "replayed";
+      chargedMicros: number;
+      releasedMicros: number;
+      availableMicros: number;
+      holdExpired: boolean;
+      uncoveredMicros: number;
+      chargedFrom: Draw[];
+    }
+  | { status: "not_found" }
+  | { status: "charge_conflict"; firstChargeMicros: number }
+  | { status: "refunded" };
+
+export type RefundResult =
+  | {
+      status: "refunded" | "replayed";
+      refundedMicros: number;
+      availableMicros: number;
+      expiredMicros: number;
+      /** "expired" when the hold had already run out: nothing was left to give back. */
+      state: "refunded" | "expired";
+    }
+  | { status: "not_found" };
+
+export type GrantResult =
+  | { status: "granted" | "replayed"; bucket: BucketState; availableMicros: number }
+  | {
+      status: "grant_conflict";
+      first: { amountMicros: number; kind: string; priority: number; expiresAtMs: number };
+    }
+  | { status: "expires_in_past"; nowMs: number }
+  | { status: "overflow"; headroomMicros: number };
+
+export interface Balance {
+  accountId: string;
+  availableMicros: number;
+  heldMicros: number;
+  grantedMicros: number;
+  chargedMicros: number;
+  expiredMicros: number;
+  nowMs: number;
+  /** Live buckets in draw order. */
+  buckets: BucketState[];
+}
+
+export type ReservationStateName = "held" | "settled" | "refunded" | "expired";
+
+export interface ReservationView {
+  reservationId: string;
+  accountId: string;
+  requestId: string;
+  state: ReservationStateName;
+  heldMicros: number;
+  chargedMicros: number;
+  releasedMicros: number;
+  refundedMicros: number;
+  uncoveredMicros: number;
+  createdAtMs: number;
+  expiresAtMs: number;
+  settledAtMs: number | null;
+  refundedAtMs: number | null;
+  holdExpired: boolean;
+  heldFrom: Draw[];
+  chargedFrom: Draw[];
+  refundReason: string;
+}
+
+export interface AuditReport {
+  accountId: string;
+  ok: boolean;
+  problems: string[];
+  grantedMicros: number;
+  availableMicros: number;
+  heldMicros: number;
+  chargedMicros: number;
+  expiredMicros: number;
+}
+
+export interface LedgerOptions {
+  keyPrefix: string;
+  /** How long finished reservations, request ids and grant ids are kept for replays. */
+  retentionMs: number;
+  /** Approximate cap of each account's ledger stream; 0 = no cap. */
+  ledgerMaxEntries: number;
+  clock?: Clock;
+}
+
+const SCRIPTS = ["reserve-5", "settle-5", "refund-5", "grant-5", "balance-4", "reservation-2", "audit-2"] as const;
+type ScriptName = (typeof SCRIPTS)[number];
+type ScriptFn = (...args: Array<string | number>) => Promise<unknown>;
+
+const LUA_DIR = new URL("./lua/", import.meta.url);
+
+/** A reservation id is the account id and the request id: the account's hash tag is known without a lookup. */
+export function reservationIdOf(accountId: string, requestId: string): string {
+  return `${accountId}:${requestId}`;
+}
+
+export function parseReservationId(reservationId: string): { accountId: string; requestId: string } | null {
+  const i = reservationId.indexOf(":");
+  if (i <= 0) return null;
+  return { accountId: reservationId.slice(0, i), requestId: reservationId.slice(i + 1) };
+}
+
+/**
+ * The ledger engine: one typed wrapper per Lua script. Every change to an account is one script on one hash slot
+ * that writes its ledger entry itself; this class only builds keys and arguments and reads replies.
+ * Callers validate input first (see service/validate.ts): the scripts trust their arguments.
+ */
+export class Ledger {
+  readonly keys: KeySpace;
+  private readonly clock: Clock;
+  private readonly scripts: Record<ScriptName, ScriptFn>;
+  private readonly sources: Record<ScriptName, string>;
+
+  constructor(
+    readonly redis: RedisClient,
+    private readonly options: LedgerOptions,
+  ) {
+    this.keys = new KeySpace(options.keyPrefix);
+    this.clock = options.clock ?? redisClock;
+    const sources = {} as Record<ScriptName, string>;
+    const scripts = {} as Record<ScriptName, ScriptFn>;
+    for (const name of SCRIPTS) {
+      const lua = loadScript(LUA_DIR, name);
+      sources[name] = lua;
+      const command = `creditd_${name.replace(/-\d+$/, "")}`;
+      // defineCommand runs EVALSHA and falls back to EVAL on NOSCRIPT (a restarted or failed-over Redis).
+      redis.defineCommand(command, { numberOfKeys: keyCount(name), lua });
+      const fn = (redis as unknown as Record<string, ScriptFn>)[command];
+      if (!fn) throw new Error(`ioredis did not define ${command}`);
+      scripts[name] = fn.bind(redis);
+    }
+    this.sources = sources;
+    this.scripts = scripts;
+  }
+
+  /** Loads every script into every master, so health can say the ledger is ready and first calls are EVALSHA. */
+  async loadScripts(): Promise<void> {
+    const nodes: Redis[] = isCluster(this.redis) ? this.redis.nodes("master") : [this.redis];
+    await Promise.all(
+      nodes.flatMap((node) => SCRIPTS.map((name) => node.script("LOAD", this.sources[name]))),
+    );
+  }
+
+  private now(): string {
+    const ms = this.clock.nowMs();
+    return ms === undefined ? "" : String(ms);
+  }
+
+  private get retention(): number {
+    return this.options.retentionMs;
+  }
+
+  private get maxLen(): number {
+    return this.options.ledgerMaxEntries;
+  }
+
+  async reserve(input: {
+    accountId: string;
+    requestId: string;
+    amountMicros: number;
+    ttlMs: number;
+  }): Promise<ReserveResult> {
+    const { accountId, requestId, amountMicros, ttlMs } = input;
+    // A request id belongs to one account. The claim lives in the request id's slot, so it is its own command;
+    // the account's script then decides replay, conflict or hold atomically.
+    const claimed = (await this.redis.set(
+      this.keys.requestClaim(requestId),
+      accountId,
+      "PX",
+      ttlMs + this.retention,
+      "NX",
+      "GET",
+    )) as string | null;
+    if (claimed !== null && claimed !== accountId) {
+      return { status: "request_id_taken", otherAccountId: claimed };
+    }
+    const k = this.keys.account(accountId);
+    const reply = (await this.scripts["reserve-5"](
+      k.acct, k.holds, k.ledger, k.reservation(requestId), k.sweep,
+      this.now(), accountId, requestId, amountMicros, ttlMs, this.retention, this.maxLen,
+    )) as [number, ...unknown[]];
+    const code = reply[0];
+    if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
+      const [, held, avail, deadline, draws] = reply as [number, number, number, number, string];
+      return {
+        status: code === ScriptStatus.Ok ? "held" : "replayed",
+        reservationId: reservationIdOf(accountId, requestId),
+        heldMicros: held,
+        availableMicros: avail,
+        expiresAtMs: deadline,
+        heldFrom: parseDraws(draws),
+      };
+    }
+    if (code === ScriptStatus.Insufficient) {
+      return { status: "insufficient", availableMicros: reply[1] as number, requiredMicros: reply[2] as number };
+    }
+    if (code === ScriptStatus.Conflict) {
+      return { status: "amount_conflict", firstAmountMicros: reply[1] as number };
+    }
+    throw unexpected("reserve", reply);
+  }
+
+  async settle(reservation: { accountId: string; requestId: string }, chargeMicros: number): Promise<SettleResult> {
+    const k = this.keys.account(reservation.accountId);
+    const reply = (await this.scripts["settle-5"](
+      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep,
+      this.now(), reservation.accountId, reservation.requestId, chargeMicros, this.retention, this.maxLen,
+    )) as [number, ...unknown[]];
+    const code = reply[0];
+    if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
+      const [, charged, released, avail, expired, uncovered, draws] = reply as [
+        number, number, number, number, number, number, string,
+      ];
+      return {
+        status: code === ScriptStatus.Ok ? "settled" : "replayed",
+        chargedMicros: charged,
+        releasedMicros: released,
+        availableMicros: avail,
+        holdExpired: expired === 1,
+        uncoveredMicros: uncovered,
+        chargedFrom: parseDraws(draws),
+      };
+    }
+    if (code === ScriptStatus.NotFound) return { status: "not_found" };
+    if (code === ScriptStatus.SettledWithOtherCharge) {
+      return { status: "charge_conflict", firstChargeMicros: reply[1] as number };
+    }
+    if (code === ScriptStatus.AlreadyRefunded) return { status: "refunded" };
+    throw unexpected("settle", reply);
+  }
+
+  async refund(reservation: { accountId: string; requestId: string }, reason: string): Promise<RefundResult> {
+    const k = this.keys.account(reservation.accountId);
+    const reply = (await this.scripts["refund-5"](
+      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep,
+      this.now(), reservation.accountId, reservation.requestId, reason, this.retention, this.maxLen,
+    )) as [number, ...unknown[]];
+    const code = reply[0];
+    if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
+      const [, refunded, avail, toExpired, state] = reply as [number, number, number, number, string];
+      return {
+        status: code === ScriptStatus.Ok ? "refunded" : "replayed",
+        refundedMicros: refunded,
+        availableMicros: avail,
+        expiredMicros: toExpired,
+        state: state === "x" ? "expired" : "refunded",
+      };
+    }
+    if (code === ScriptStatus.NotFound) return { status: "not_found" };
+    throw unexpected("refund", reply);
+  }
+
+  async grant(input: {
+    accountId: string;
+    grantId: string;
+    amountMicros: number;
+    kind: BucketKindName;
+    /** 0 takes the kind's default. */
+    priority: number;
+    /** 0 = never. */
+    expiresAtMs: number;
+  }): Promise<GrantResult> {
+    const { accountId, grantId, amountMicros, kind, expiresAtMs } = input;
+    const priority = input.priority || BUCKET_KINDS[kind].defaultPriority;
+    const k = this.keys.account(accountId);
+    const reply = (await this.scripts["grant-5"](
+      k.acct, k.holds, k.ledger, k.grant(grantId), k.sweep,
+      this.now(), accountId, grantId, amountMicros, kind, priority, expiresAtMs, this.retention, this.maxLen,
+    )) as [number, ...unknown[]];
+    const code = reply[0];
+    if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
+      const [, n, created, avail] = reply as [number, number, number, number];
+      return {
+        status: code === ScriptStatus.Ok ? "granted" : "replayed",
+        bucket: {
+          bucketId: `b${n}`,
+          kind,
+          remainingMicros: amountMicros,
+          grantedMicros: amountMicros,
+          priority,
+          expiresAtMs,
+          createdAtMs: created,
+          grantId,
+        },
+        availableMicros: avail,
+      };
+    }
+    if (code === ScriptStatus.Conflict) {
+      const [, amount, firstKind, firstPriority, firstExpiry] = reply as [number, number, string, number, number];
+      return {
+        status: "grant_conflict",
+        first: { amountMicros: amount, kind: firstKind, priority: firstPriority, expiresAtMs: firstExpiry },
+      };
+    }
+    if (code === ScriptStatus.ExpiresInPast) return { status: "expires_in_past", nowMs: reply[1] as number };
+    if (code === ScriptStatus.Overflow) return { status: "overflow", headroomMicros: reply[1] as number };
+    throw unexpected("grant", reply);
+  }
+
+  /** Touches the account (expired buckets and holds are settled) and returns its balance. */
+  async balance(accountId: string): Promise<Balance> {
+    const k = this.keys.account(accountId);
+    const reply = (await this.scripts["balance-4"](
+      k.acct, k.holds, k.ledger, k.sweep, this.now(), accountId, this.maxLen,
+    )) as [number, number, number, number, number, number, number, Array<string | number>];
+    const [, available, held, granted, charged, expired, now, flat] = reply;
+    const buckets: BucketState[] = [];
+    for (let i = 0; i < flat.length; i += 8) {
+      buckets.push({
+        bucketId: `b${flat[i]}`,
+        kind: flat[i + 1] as BucketKindName,
+        remainingMicros: Number(flat[i + 2]),
+        grantedMicros: Number(flat[i + 3]),
+        priority: Number(flat[i + 4]),
+        expiresAtMs: Number(flat[i + 5]),
+        createdAtMs: Number(flat[i + 6]),
+        grantId: String(flat[i + 7]),
+      });
+    }
+    return {
+      accountId,
+      availableMicros: available,
+      heldMicros: held,
+      grantedMicros: granted,
+      chargedMicros: charged,
+      expiredMicros: expired,
+      nowMs: now,
+      buckets,
+    };
+  }
+
+  async reservation(accountId: string, requestId: string): Promise<ReservationView | null> {
+    const k = this.keys.account(accountId);
+    const reply = (await this.scripts["reservation-2"](
+      k.reservation(requestId), k.holds, this.now(), requestId,
+    )) as [number, string[], number, number];
+    if (reply[0] === ScriptStatus.NotFound) return null;
+    const [, flat, liveDeadline, now] = reply;
+    const f = new Map<string, string>();
+    for (let i = 0; i < flat.length; i += 2) f.set(flat[i] as string, flat[i + 1] as string);
+    const num = (name: string): number => Number(f.get(name) ?? 0);
+    const recorded = f.get("st");
+    const expiresAtMs = num("exp");
+    let state: ReservationStateName;
+    if (recorded === "s") state = "settled";
+    else if (recorded === "r") state = "refunded";
+    else if (recorded === "x") state = "expired";
+    // Held on record, but its deadline has passed (released, or about to be on the next touch).
+    else state = liveDeadline < 0 || expiresAtMs <= now ? "expired" : "held";
+    return {
+      reservationId: reservationIdOf(accountId, requestId),
+      accountId,
+      requestId,
+      state,
+      heldMicros: num("amt"),
+      chargedMicros: num("ch"),
+      releasedMicros: num("rel"),
+      refundedMicros: num("rf"),
+      uncoveredMicros: num("unc"),
+      createdAtMs: num("t"),
+      expiresAtMs,
+      settledAtMs: f.has("st_t") ? num("st_t") : null,
+      refundedAtMs: f.has("rf_t") ? num("rf_t") : null,
+      holdExpired: f.get("hx") === "1",
+      heldFrom: parseDraws(f.get("d") ?? ""),
+      chargedFrom: parseDraws(f.get("cd") ?? ""),
+      refundReason: f.get("rr") ?? "",
+    };
+  }
+
+  /** Checks DESIGN.md's invariant for one account from an atomic snapshot. */
+  async audit(accountId: string): Promise<AuditReport> {
+    const k = this.keys.account(accountId);
+    const [granted, held, charged, expired, bucketSum, holdSum, , violations] = (await this.scripts["audit-2"](
+      k.acct, k.holds,
+    )) as number[] as [number, number, number, number, number, number, number, number];
+    const problems: string[] = [];
+    if (granted !== bucketSum + held + charged + expired) {
+      problems.push(
+        `granted ${granted} != available ${bucketSum} + held ${held} + charged ${charged} + expired ${expired}` +
+          ` (off by ${granted - (bucketSum + held + charged + expired)})`,
+      );
+    }
+    if (held !== holdSum) problems.push(`held total ${held} != sum of live holds ${holdSum}`);
+    if (violations > 0) problems.push(`${violations} negative or overfull amounts`);
+    return {
+      accountId,
+      ok: problems.length === 0,
+      problems,
+      grantedMicros: granted,
+      availableMicros: bucketSum,
+      heldMicros: held,
+      chargedMicros: charged,
+      expiredMicros: expired,
+    };
+  }
+
+  /** Every account id with an account hash, walking every master with SCAN (an operator's tool, not a hot path). */
+  async *accountIds(): AsyncGenerator<string> {
+    const nodes: Redis[] = isCluster(this.redis) ? this.redis.nodes("master") : [this.redis];
+    for (const node of nodes) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await node.scan(cursor, "MATCH", this.keys.accountPattern(), "COUNT", 1000);
+        cursor = next;
+        for (const key of keys) {
+          const id = this.keys.accountIdOfKey(key);
+          if (id !== null) yield id;
+        }
+      } while (cursor !== "0");
+    }
+  }
+
+  accountKeys(accountId: string): AccountKeys {
+    return this.keys.account(accountId);
+  }
+}
+
+export function isCluster(client: RedisClient): client is Cluster {
+  return (client as Cluster).isCluster === true;
+}
+
+function parseDraws(s: string): Draw[] {
+  if (!s) return [];
+  return s.split(",").map((part) => {
+    const [n, amount] = part.split(":");
+    return { bucketId: `b${n}`, amountMicros: Number(amount) };
+  });
+}
+
+function unexpected(script: string, reply: unknown): Error {
+  return new Error(`unexpected reply from ${script} script: ${JSON.stringify(reply)}`);
+}

@@ -1,0 +1,281 @@
+--[[
+  Shared helpers for every script that changes an account (included by the loader, never run alone).
+
+  The account hash (one per account, under the account's hash tag) holds:
+    granted, held, charged, expired   running totals in micro-credits: granted = available + held + charged + expired
+    nb                                the last bucket number handed out
+    nx                                the earliest deadline of a live hold (absent when there is none); it may be
+                                      earlier than the real one, never later, so a touch knows when to look
+    b<N>.r  b<N>.g  b<N>.k  b<N>.p     bucket N: remaining, granted, kind, priority,
+    b<N>.x  b<N>.t  b<N>.gid          expiry (ms, 0 = never), created (ms), the grant id that made it
+  Live holds sit in the holds sorted set: score = deadline (ms), member = "<request_id>|<draws>", where draws is
+  "<bucket>:<amount>,..." in draw order. Amounts are integers below 2^53, written with %d so no digit is lost
+  (tostring() would print 1e+15).
+]]
+
+local MAX_SAFE = 9007199254740991
+local BUCKET_ATTRS = { 'r', 'g', 'k', 'p', 'x', 't', 'gid' }
+local TOTALS = { granted = true, held = true, charged = true, expired = true, nb = true }
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- The injected clock: tests pass milliseconds; production passes '' and every replica uses this Redis's clock.
+local function clock(arg)
+  if arg ~= '' then
+    return tonumber(arg)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function load_account(key, now, account_id, holds_key, sweep_key, ledger_key, maxlen)
+  local flat = redis.call('HGETALL', key)
+  local a = {
+    key = key, now = now, account_id = account_id, holds_key = holds_key, sweep_key = sweep_key,
+    ledger_key = ledger_key, maxlen = maxlen,
+    granted = 0, held = 0, charged = 0, expired = 0, nb = 0, nx = false,
+    buckets = {}, set = {}, del = {}, log = {}, nx_changed = false,
+  }
+  for i = 1, #flat, 2 do
+    local f, v = flat[i], flat[i + 1]
+    local n, attr = string.match(f, '^b(%d+)%.(%a+)$')
+    if n then
+      local b = a.buckets[n]
+      if not b then
+        b = { id = n, n = tonumber(n) }
+        a.buckets[n] = b
+      end
+      if attr == 'k' or attr == 'gid' then b[attr] = v else b[attr] = tonumber(v) end
+    elseif f == 'nx' then
+      a.nx = tonumber(v)
+    elseif TOTALS[f] then
+      a[f] = tonumber(v)
+    end
+  end
+  return a
+end
+
+local function mark_total(a, name)
+  a.set[name] = int(a[name])
+end
+
+local function mark_remaining(a, b)
+  a.set['b' .. b.id .. '.r'] = int(b.r)
+end
+
+-- Queues a ledger entry; it is written by save_account, so a refused call writes nothing.
+local function log_entry(a, fields)
+  a.log[#a.log + 1] = fields
+end
+
+local function set_nx(a, nx)
+  if nx ~= a.nx then
+    a.nx = nx
+    a.nx_changed = true
+  end
+end
+
+-- Buckets in draw order: priority, then earliest expiry (never-expiring last), then age.
+local function draw_order(a)
+  local list = {}
+  for _, b in pairs(a.buckets) do
+    list[#list + 1] = b
+  end
+  table.sort(list, function(x, y)
+    if x.p ~= y.p then return x.p < y.p end
+    local ex, ey = x.x, y.x
+    if ex == 0 then ex = math.huge end
+    if ey == 0 then ey = math.huge end
+    if ex ~= ey then return ex < ey end
+    return x.n < y.n
+  end)
+  return list
+end
+
+local function available(a)
+  local sum = 0
+  for _, b in pairs(a.buckets) do
+    sum = sum + b.r
+  end
+  return sum
+end
+
+-- A bucket stops counting the moment it expires: what it had left is recorded as expired.
+local function expire_buckets(a)
+  local now = a.now
+  for _, b in ipairs(draw_order(a)) do
+    if b.x > 0 and b.x <= now then
+      a.expired = a.expired + b.r
+      mark_total(a, 'expired')
+      a.buckets[b.id] = nil
+      for _, attr in ipairs(BUCKET_ATTRS) do
+        local f = 'b' .. b.id .. '.' .. attr
+        a.set[f] = nil
+        a.del[#a.del + 1] = f
+      end
+      log_entry(a, { 'op', 'expire', 't', int(b.x), 'bucket', 'b' .. b.id, 'kind', b.k, 'amt', int(b.r) })
+    end
+  end
+end
+
+local function parse_draws(s)
+  local draws, total = {}, 0
+  for n, amt in string.gmatch(s, '(%d+):(%d+)') do
+    local v = tonumber(amt)
+    draws[#draws + 1] = { id = n, amt = v }
+    total = total + v
+  end
+  return draws, total
+end
+
+-- Adds draws for the same bucket together, keeping first-seen order.
+local function merge_draws(draws)
+  local merged, at = {}, {}
+  for _, d in ipairs(draws) do
+    local i = at[d.id]
+    if i then
+      merged[i].amt = merged[i].amt + d.amt
+    else
+      merged[#merged + 1] = { id = d.id, amt = d.amt }
+      at[d.id] = #merged
+    end
+  end
+  return merged
+end
+
+local function format_draws(draws)
+  local parts = {}
+  for i, d in ipairs(draws) do
+    parts[i] = d.id .. ':' .. int(d.amt)
+  end
+  return table.concat(parts, ',')
+end
+
+-- Takes up to amount from the live buckets in draw order. Returns the draws and what was taken.
+local function take(a, amount)
+  local draws, left = {}, amount
+  if left <= 0 then return draws, 0 end
+  for _, b in ipairs(draw_order(a)) do
+    if b.r > 0 then
+      local t = math.min(b.r, left)
+      b.r = b.r - t
+      mark_remaining(a, b)
+      draws[#draws + 1] = { id = b.id, amt = t }
+      left = left - t
+      if left == 0 then break end
+    end
+  end
+  return draws, amount - left
+end
+
+-- Returns credits to the buckets they came from. A bucket that has expired (and so is gone) cannot take them
+-- back: they are recorded as expired instead. Returns the part that went to expired.
+local function give_back(a, draws)
+  local to_expired = 0
+  for _, d in ipairs(draws) do
+    local b = a.buckets[d.id]
+    if b then
+      b.r = b.r + d.amt
+      mark_remaining(a, b)
+    else
+      to_expired = to_expired + d.amt
+    end
+  end
+  if to_expired > 0 then
+    a.expired = a.expired + to_expired
+    mark_total(a, 'expired')
+  end
+  return to_expired
+end
+
+-- Splits draws into a charged part (first, in draw order) and the rest.
+local function split_draws(draws, charge)
+  local charged, rest, left = {}, {}, charge
+  for _, d in ipairs(draws) do
+    local c = math.min(d.amt, left)
+    if c > 0 then charged[#charged + 1] = { id = d.id, amt = c } end
+    if d.amt > c then rest[#rest + 1] = { id = d.id, amt = d.amt - c } end
+    left = left - c
+  end
+  return charged, rest
+end
+
+local function hold_member(request_id, draws_str)
+  return request_id .. '|' .. draws_str
+end
+
+-- Releases one live hold whose deadline has passed: its credits go back to their buckets.
+local function expire_hold(a, member, deadline)
+  local request_id, draws_str = string.match(member, '^([^|]*)|(.*)$')
+  local draws, amount = parse_draws(draws_str)
+  a.held = a.held - amount
+  mark_total(a, 'held')
+  local to_expired = give_back(a, draws)
+  log_entry(a, { 'op', 'hold_expired', 't', int(deadline), 'req', request_id, 'amt', int(amount),
+    'd', draws_str, 'to_expired', int(to_expired) })
+end
+
+-- Releases the holds whose deadline has passed (bounded per call; the rest go on the next touch or sweep).
+local function release_due_holds(a)
+  if not a.nx or a.nx > a.now then return end
+  local due = redis.call('ZRANGEBYSCORE', a.holds_key, '-inf', int(a.now), 'WITHSCORES', 'LIMIT', 0, 256)
+  local members = {}
+  for i = 1, #due, 2 do
+    expire_hold(a, due[i], tonumber(due[i + 1]))
+    members[#members + 1] = due[i]
+  end
+  if #members > 0 then
+    redis.call('ZREM', a.holds_key, unpack(members))
+  end
+  local first = redis.call('ZRANGE', a.holds_key, 0, 0, 'WITHSCORES')
+  set_nx(a, first[2] and tonumber(first[2]) or false)
+end
+
+-- Every script that changes an account starts here: expired buckets and holds are settled first.
+local function touch(a)
+  expire_buckets(a)
+  release_due_holds(a)
+end
+
+local function save_account(a)
+  local args = {}
+  for f, v in pairs(a.set) do
+    args[#args + 1] = f
+    args[#args + 1] = v
+  end
+  if a.nx_changed then
+    if a.nx then
+      args[#args + 1] = 'nx'
+      args[#args + 1] = int(a.nx)
+      redis.call('ZADD', a.sweep_key, int(a.nx), a.account_id)
+    else
+      a.del[#a.del + 1] = 'nx'
+      redis.call('ZREM', a.sweep_key, a.account_id)
+    end
+  end
+  if #a.del > 0 then redis.call('HDEL', a.key, unpack(a.del)) end
+  if #args > 0 then redis.call('HSET', a.key, unpack(args)) end
+  for _, fields in ipairs(a.log) do
+    if a.maxlen > 0 then
+      redis.call('XADD', a.ledger_key, 'MAXLEN', '~', a.maxlen, '*', unpack(fields))
+    else
+      redis.call('XADD', a.ledger_key, '*', unpack(fields))
+    end
+  end
+end
+
+-- A touch that found nothing to do writes nothing.
+local function has_changes(a)
+  return next(a.set) ~= nil or #a.del > 0 or #a.log > 0 or a.nx_changed
+end
+
+local function hgetall_map(key)
+  local flat = redis.call('HGETALL', key)
+  local m = {}
+  for i = 1, #flat, 2 do
+    m[flat[i]] = flat[i + 1]
+  end
+  return m
+end

@@ -1,0 +1,66 @@
+--[[
+  Gives a reservation's credits back: a held one is released in full (a failed generation costs nothing); a settled
+  one gets its charge back, once (a support refund). Credits go back to the buckets they came from; a bucket that
+  has expired meanwhile cannot take them, so that part is recorded as expired.
+
+  KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
+  KEYS[4] reservation hash    KEYS[5] sweep index zset
+  ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] reason
+  ARGV[5] record retention ms         ARGV[6] ledger max length
+
+  Returns
+    { 0, refunded, available_after, to_expired, state }   state: 'r' refunded, 'x' the hold had already expired
+    { 1, ... }                                            already refunded: the first reply
+    { -2 }                                                no such reservation
+]]
+--- @include "includes/account"
+
+local r = hgetall_map(KEYS[4])
+if not r.st then
+  return { -2 }
+end
+if r.rst then
+  return { 1, tonumber(r.rf), tonumber(r.rav), tonumber(r.rfx), r.rst }
+end
+
+local now = clock(ARGV[1])
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[6]))
+local request_id = ARGV[3]
+local refunded, to_expired, state = 0, 0, 'r'
+
+if r.st == 'h' then
+  local member = hold_member(request_id, r.d)
+  local deadline = tonumber(redis.call('ZSCORE', KEYS[2], member))
+  if deadline and deadline <= now then
+    expire_hold(a, member, deadline)
+    redis.call('ZREM', KEYS[2], member)
+    deadline = nil
+  end
+  touch(a)
+  if deadline then
+    refunded = tonumber(r.amt)
+    to_expired = give_back(a, parse_draws(r.d))
+    a.held = a.held - refunded
+    mark_total(a, 'held')
+    redis.call('ZREM', KEYS[2], member)
+  else
+    state = 'x'
+  end
+else
+  -- Settled: the charge goes back where it came from.
+  touch(a)
+  refunded = tonumber(r.ch)
+  to_expired = give_back(a, parse_draws(r.cd))
+  a.charged = a.charged - refunded
+  mark_total(a, 'charged')
+end
+
+local avail = available(a)
+redis.call('HSET', KEYS[4], 'st', state, 'rst', state, 'rf', int(refunded), 'rfx', int(to_expired),
+  'rav', int(avail), 'rf_t', int(now), 'rr', ARGV[4])
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
+
+log_entry(a, { 'op', 'refund', 't', int(now), 'req', request_id, 'amt', int(refunded), 'd',
+  (r.st == 'h') and r.d or r.cd, 'to_expired', int(to_expired), 'from', r.st, 'reason', ARGV[4] })
+save_account(a)
+return { 0, refunded, avail, to_expired, state }

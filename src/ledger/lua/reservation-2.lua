@@ -1,0 +1,17 @@
+--[[
+  Reads a reservation (changes nothing).
+
+  KEYS[1] reservation hash   KEYS[2] holds zset
+  ARGV[1] now ms ('' = Redis clock)   ARGV[2] request id
+
+  Returns { 0, fields (flat list), live_deadline or -1, now }   { -2 } when there is no such reservation
+]]
+--- @include "includes/account"
+
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then
+  return { -2 }
+end
+local d = redis.call('HGET', KEYS[1], 'd')
+local score = redis.call('ZSCORE', KEYS[2], hold_member(ARGV[2], d))
+return { 0, fields, score and tonumber(score) or -1, clock(ARGV[1]) }

@@ -1,0 +1,53 @@
+--[[
+  Holds credits for one generation.
+
+  KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
+  KEYS[4] reservation hash    KEYS[5] sweep index zset (same slot as the account)
+  ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] amount
+  ARGV[5] hold ttl ms                 ARGV[6] record retention ms              ARGV[7] ledger max length (0 = no cap)
+
+  Returns
+    { 0, held, available_after, deadline, draws }   held now
+    { 1, held, available_after, deadline, draws }   the request id was seen: the first reply, nothing changed
+    { -1, available, required }                     insufficient credits: nothing changed
+    { -3, first_amount }                            the request id was used with another amount
+]]
+--- @include "includes/account"
+
+local amount = tonumber(ARGV[4])
+local existing = redis.call('HMGET', KEYS[4], 'amt', 'av', 'exp', 'd')
+if existing[1] then
+  if tonumber(existing[1]) ~= amount then
+    return { -3, tonumber(existing[1]) }
+  end
+  return { 1, tonumber(existing[1]), tonumber(existing[2]), tonumber(existing[3]), existing[4] }
+end
+
+local now = clock(ARGV[1])
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[7]))
+touch(a)
+
+local avail = available(a)
+if avail < amount then
+  -- A refusal changes nothing: not even the bookkeeping of the touch is written.
+  return { -1, avail, amount }
+end
+
+local request_id = ARGV[3]
+local draws = take(a, amount)
+local draws_str = format_draws(draws)
+local deadline = now + tonumber(ARGV[5])
+a.held = a.held + amount
+mark_total(a, 'held')
+avail = avail - amount
+
+redis.call('HSET', KEYS[4], 'st', 'h', 'amt', int(amount), 't', int(now), 'exp', int(deadline), 'd', draws_str,
+  'av', int(avail))
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]) + tonumber(ARGV[6]))
+redis.call('ZADD', KEYS[2], int(deadline), hold_member(request_id, draws_str))
+if not a.nx or deadline < a.nx then set_nx(a, deadline) end
+
+log_entry(a, { 'op', 'reserve', 't', int(now), 'req', request_id, 'amt', int(amount), 'd', draws_str,
+  'exp', int(deadline) })
+save_account(a)
+return { 0, amount, avail, deadline, draws_str }

@@ -1,0 +1,83 @@
+--[[
+  Charges the real cost of a reservation and releases the rest of its hold.
+
+  KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
+  KEYS[4] reservation hash    KEYS[5] sweep index zset
+  ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] charge
+  ARGV[5] record retention ms         ARGV[6] ledger max length
+
+  The charge comes first from the hold's own draws (in draw order), the rest of the hold goes back to its buckets,
+  and any excess over the hold is taken from the live buckets in draw order. What the account cannot cover is
+  recorded as uncovered: nothing goes negative. After the deadline the hold has already been released, so the
+  whole charge is taken from what is available (the generation happened) and hold_expired is 1.
+
+  Returns
+    { 0, charged, released, available_after, hold_expired, uncovered, charge_draws }
+    { 1, ... }                          already settled with the same charge: the first reply
+    { -2 }                              no such reservation
+    { -4, first_charge }                already settled with another charge
+    { -5 }                              already refunded (or expired and closed by a refund)
+]]
+--- @include "includes/account"
+
+local charge = tonumber(ARGV[4])
+local r = hgetall_map(KEYS[4])
+if not r.st then
+  return { -2 }
+end
+if r.cq then
+  if tonumber(r.cq) ~= charge then
+    return { -4, tonumber(r.cq) }
+  end
+  return { 1, tonumber(r.ch), tonumber(r.rel), tonumber(r.sav), tonumber(r.hx), tonumber(r.unc), r.cd }
+end
+if r.st ~= 'h' then
+  return { -5 }
+end
+
+local now = clock(ARGV[1])
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[6]))
+local request_id = ARGV[3]
+local member = hold_member(request_id, r.d)
+-- This hold first: a Settle right at its deadline treats it as expired even if more than a touch's worth are due.
+local deadline = tonumber(redis.call('ZSCORE', KEYS[2], member))
+if deadline and deadline <= now then
+  expire_hold(a, member, deadline)
+  redis.call('ZREM', KEYS[2], member)
+  deadline = nil
+end
+touch(a)
+
+local hold_expired = deadline == nil
+local held = tonumber(r.amt)
+local charge_draws, released = {}, 0
+if not hold_expired then
+  local from_hold = math.min(charge, held)
+  local rest
+  charge_draws, rest = split_draws(parse_draws(r.d), from_hold)
+  released = held - from_hold
+  give_back(a, rest)
+  a.held = a.held - held
+  mark_total(a, 'held')
+  redis.call('ZREM', KEYS[2], member)
+end
+local covered = charge_draws
+local excess = charge - (hold_expired and 0 or math.min(charge, held))
+local extra, extra_taken = take(a, excess)
+for _, d in ipairs(extra) do covered[#covered + 1] = d end
+local charged = charge - excess + extra_taken
+local uncovered = excess - extra_taken
+a.charged = a.charged + charged
+mark_total(a, 'charged')
+
+local avail = available(a)
+local cd = format_draws(merge_draws(covered))
+local hx = hold_expired and 1 or 0
+redis.call('HSET', KEYS[4], 'st', 's', 'cq', int(charge), 'ch', int(charged), 'rel', int(released),
+  'unc', int(uncovered), 'cd', cd, 'hx', hx, 'st_t', int(now), 'sav', int(avail))
+redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
+
+log_entry(a, { 'op', 'settle', 't', int(now), 'req', request_id, 'amt', int(charged), 'd', cd,
+  'released', int(released), 'uncovered', int(uncovered), 'hold_expired', hx })
+save_account(a)
+return { 0, charged, released, avail, hx, uncovered, cd }

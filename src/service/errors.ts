@@ -1,0 +1,55 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
+
+/** The ErrorInfo domain of every error creditd returns. */
+export const ERROR_DOMAIN = "creditd";
+
+/**
+ * Every reason creditd puts in a google.rpc.ErrorInfo, with the status code it travels with.
+ * A client branches on the reason; the message is for people.
+ */
+export const Reason = {
+  /** INVALID_ARGUMENT: metadata.field names the bad field. */
+  InvalidField: "INVALID_FIELD",
+  /** RESOURCE_EXHAUSTED: metadata available_micros, required_micros. Nothing was held. */
+  InsufficientCredits: "INSUFFICIENT_CREDITS",
+  /** ALREADY_EXISTS: the request_id was used before with another amount, or on another account. */
+  RequestIdConflict: "REQUEST_ID_CONFLICT",
+  /** ALREADY_EXISTS: the grant_id was used before for a different grant. */
+  GrantIdConflict: "GRANT_ID_CONFLICT",
+  /** ALREADY_EXISTS: the reservation was settled before with another charge (metadata charge_micros). */
+  AlreadySettled: "ALREADY_SETTLED",
+  /** FAILED_PRECONDITION: a Settle after the reservation was refunded. */
+  AlreadyRefunded: "ALREADY_REFUNDED",
+  /** NOT_FOUND: no such reservation (never made, or past its retention). */
+  ReservationNotFound: "RESERVATION_NOT_FOUND",
+} as const;
+
+export function domainError(
+  code: Code,
+  reason: string,
+  message: string,
+  metadata: Record<string, string> = {},
+): ConnectError {
+  return new ConnectError(message, code, undefined, [
+    { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN, metadata }) },
+  ]);
+}
+
+/** Bad input: INVALID_ARGUMENT whose message starts with the field name, as `field: what is wrong`. */
+export function invalidField(field: string, problem: string): ConnectError {
+  return domainError(Code.InvalidArgument, Reason.InvalidField, `${field}: ${problem}`, { field });
+}
+
+const MICROS_PER_CREDIT = 1_000_000n;
+
+/** 70_500_000 micros → "70.5": credits as a person reads them, exactly (no floating point). */
+export function formatCredits(micros: number | bigint): string {
+  const m = BigInt(micros);
+  const sign = m < 0n ? "-" : "";
+  const abs = m < 0n ? -m : m;
+  const whole = abs / MICROS_PER_CREDIT;
+  const frac = (abs % MICROS_PER_CREDIT).toString().padStart(6, "0").replace(/0+$/, "");
+  return `${sign}${whole}${frac ? `.${frac}` : ""}`;
+}
