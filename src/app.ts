@@ -1,0 +1,123 @@
+import type { Logger } from "pino";
+import type { Config } from "./config/settings.js";
+import { AdminService } from "./gen/creditd/v1/admin_service_pb.js";
+import { CreditService } from "./gen/creditd/v1/credit_service_pb.js";
+import type { Clock } from "./ledger/clock.js";
+import { Ledger } from "./ledger/ledger.js";
+import { Sweeper } from "./ledger/sweeper.js";
+import type { RedisClient } from "./redis/connect.js";
+import { type GrpcServerHandle, startGrpcServer } from "./rpc/grpc-server.js";
+import { type HttpServerHandle, startHttpServer } from "./rpc/http-server.js";
+import { instrument } from "./rpc/instrument.js";
+import type { ServiceBinding } from "./rpc/types.js";
+import { adminService } from "./service/admin-service.js";
+import { creditService } from "./service/credit-service.js";
+
+export type AppConfig = Pick<
+  Config,
+  | "grpcAddr"
+  | "httpAddr"
+  | "keyPrefix"
+  | "holdTtlDefaultSeconds"
+  | "holdTtlMaxSeconds"
+  | "idempotencyTtlSeconds"
+  | "ledgerMaxEntries"
+  | "sweepIntervalSeconds"
+  | "shutdownTimeoutSeconds"
+>;
+
+export interface App {
+  ledger: Ledger;
+  grpcPort: number;
+  httpPort: number;
+  /** NOT_SERVING, then in-flight calls finish (bounded by shutdownTimeoutSeconds), then the servers close. */
+  stop(): Promise<void>;
+}
+
+/** The service bindings both edges serve: one implementation per RPC, instrumented once. */
+export function bindings(ledger: Ledger, config: AppConfig, logger: Logger): ServiceBinding[] {
+  return [
+    instrument(
+      {
+        service: CreditService,
+        handlers: creditService({
+          ledger,
+          holdTtlDefaultSeconds: config.holdTtlDefaultSeconds,
+          holdTtlMaxSeconds: config.holdTtlMaxSeconds,
+        }),
+      },
+      logger,
+    ),
+    instrument({ service: AdminService, handlers: adminService({ ledger }) }, logger),
+  ] as ServiceBinding[];
+}
+
+/**
+ * Builds and starts creditd on a connected Redis client: scripts loaded, both edges listening, the sweeper running.
+ * Health is SERVING only once the scripts are loaded, and follows Redis's connection after that.
+ */
+export async function startApp(opts: {
+  config: AppConfig;
+  redis: RedisClient;
+  logger: Logger;
+  clock?: Clock;
+}): Promise<App> {
+  const { config, redis, logger } = opts;
+  const ledger = new Ledger(redis, {
+    keyPrefix: config.keyPrefix,
+    retentionMs: config.idempotencyTtlSeconds * 1000,
+    ledgerMaxEntries: config.ledgerMaxEntries,
+    ...(opts.clock ? { clock: opts.clock } : {}),
+  });
+  await ledger.loadScripts();
+
+  const served = bindings(ledger, config, logger);
+  let grpc: GrpcServerHandle | undefined;
+  let http: HttpServerHandle | undefined;
+  try {
+    grpc = await startGrpcServer({ addr: config.grpcAddr, bindings: served, logger, serving: false });
+    http = await startHttpServer({ addr: config.httpAddr, bindings: served, logger });
+  } catch (err) {
+    await grpc?.shutdown(0);
+    throw err;
+  }
+  const health = grpc.health;
+
+  // Redis going away makes the sidecar NOT_SERVING until it is back and the scripts are loaded again.
+  let stopping = false;
+  const onDown = () => health.setServing(false);
+  const onReady = () => {
+    ledger
+      .loadScripts()
+      .then(() => {
+        if (!stopping) health.setServing(true);
+      })
+      .catch((err: unknown) => logger.warn({ err }, "loading scripts after reconnect failed"));
+  };
+  redis.on("close", onDown);
+  redis.on("ready", onReady);
+  health.setServing(true);
+
+  const sweeper = new Sweeper(ledger, {
+    intervalMs: config.sweepIntervalSeconds * 1000,
+    logger,
+    ...(opts.clock ? { nowMs: () => opts.clock?.nowMs() ?? Date.now() } : {}),
+  });
+  sweeper.start();
+
+  const grpcServer = grpc;
+  const httpServer = http;
+  return {
+    ledger,
+    grpcPort: grpcServer.port,
+    httpPort: httpServer.port,
+    async stop() {
+      stopping = true;
+      health.setServing(false);
+      redis.off("close", onDown);
+      redis.off("ready", onReady);
+      const timeoutMs = config.shutdownTimeoutSeconds * 1000;
+      await Promise.all([sweeper.stop(), grpcServer.shutdown(timeoutMs), httpServer.close(timeoutMs)]);
+    },
+  };
+}

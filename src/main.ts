@@ -1,0 +1,95 @@
+import { pino } from "pino";
+import { startApp } from "./app.js";
+import { ConfigError, loadConfig, redactUrl } from "./config/settings.js";
+import { type RedisClient, type RedisTarget, createRedisClient, waitForReady } from "./redis/connect.js";
+import { type LocalRedis, ensureLocalRedis } from "./redis/local-redis.js";
+import { RedisServerNotFoundError } from "./redis/redis-process.js";
+
+/** `npm start`: read the configuration, find or start Redis, serve gRPC and JSON, stop cleanly on SIGTERM. */
+async function main(): Promise<void> {
+  let loaded;
+  try {
+    loaded = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`creditd: invalid configuration\n${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const { config, warnings } = loaded;
+  // Asynchronous logging: a log line never blocks an RPC. Flushed on exit.
+  const logger = pino({ level: config.logLevel, base: { service: "creditd" } }, pino.destination({ sync: false }));
+  for (const warning of warnings) logger.warn(warning);
+
+  let local: LocalRedis | undefined;
+  let target: RedisTarget;
+  if (config.redisUrl) {
+    target = { url: config.redisUrl };
+  } else if (config.redisClusterNodes) {
+    target = { clusterNodes: config.redisClusterNodes };
+  } else {
+    try {
+      local = await ensureLocalRedis(config.dataDir, logger);
+    } catch (err) {
+      const hint =
+        err instanceof RedisServerNotFoundError
+          ? err.message
+          : `could not start a local redis-server in ${config.dataDir}: ${(err as Error).message}`;
+      process.stderr.write(
+        `creditd: ${hint}\nSet CREDITD_REDIS_URL (or CREDITD_REDIS_CLUSTER_NODES) to use an existing Redis.\n`,
+      );
+      logger.flush();
+      process.exit(1);
+    }
+    target = { url: local.url };
+  }
+
+  let redis: RedisClient | undefined;
+  try {
+    redis = createRedisClient(target, { logger });
+    await waitForReady(redis, 15_000);
+    const app = await startApp({ config, redis, logger });
+    logger.info(
+      {
+        grpc: config.grpcAddr.replace(/:\d+$/, `:${app.grpcPort}`),
+        http: config.httpAddr.replace(/:\d+$/, `:${app.httpPort}`),
+        redis: "url" in target ? redactUrl(target.url) : target.clusterNodes.map((n) => `${n.host}:${n.port}`),
+        localRedis: local !== undefined,
+      },
+      "creditd serving",
+    );
+
+    let stopping = false;
+    const shutdown = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, "shutting down: NOT_SERVING, finishing in-flight calls");
+      const activeRedis = redis;
+      void app
+        .stop()
+        .then(() => activeRedis?.quit())
+        .then(() => local?.stop())
+        .then(() => {
+          logger.info("stopped");
+          logger.flush();
+          process.exit(0);
+        })
+        .catch((err: unknown) => {
+          logger.error({ err }, "unclean shutdown");
+          logger.flush();
+          process.exit(1);
+        });
+    };
+    process.on("SIGTERM", () => shutdown("SIGTERM"));
+    process.on("SIGINT", () => shutdown("SIGINT"));
+  } catch (err) {
+    logger.error({ err }, "creditd could not start");
+    logger.flush();
+    redis?.disconnect();
+    await local?.stop();
+    process.exit(1);
+  }
+}
+
+void main();
