@@ -223,21 +223,24 @@ export class Ledger {
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
-      const [, held, avail, deadline, draws] = reply as [number, number, number, number, string];
+      const [, held, avail, deadline, draws] = reply as [number, string, string, string, string];
       return {
         status: code === ScriptStatus.Ok ? "held" : "replayed",
         reservationId: reservationIdOf(accountId, requestId),
-        heldMicros: held,
-        availableMicros: avail,
-        expiresAtMs: deadline,
+        heldMicros: Number(held),
+        availableMicros: Number(avail),
+        expiresAtMs: Number(deadline),
         heldFrom: parseDraws(draws),
       };
     }
     if (code === ScriptStatus.Insufficient) {
-      return { status: "insufficient", availableMicros: reply[1] as number, requiredMicros: reply[2] as number };
+      // A refusal changes nothing, so a claim this call made goes too. (Were the same request id racing in from
+      // a retry that succeeds meanwhile, its reservation would only lose the cross-account check, not its record.)
+      if (claimed === null) await this.redis.del(this.keys.requestClaim(requestId));
+      return { status: "insufficient", availableMicros: Number(reply[1]), requiredMicros: Number(reply[2]) };
     }
     if (code === ScriptStatus.Conflict) {
-      return { status: "amount_conflict", firstAmountMicros: reply[1] as number };
+      return { status: "amount_conflict", firstAmountMicros: Number(reply[1]) };
     }
     throw unexpected("reserve", reply);
   }
@@ -250,22 +253,20 @@ export class Ledger {
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
-      const [, charged, released, avail, expired, uncovered, draws] = reply as [
-        number, number, number, number, number, number, string,
-      ];
+      const [, charged, released, avail, expired, uncovered, draws] = reply as [number, ...string[]];
       return {
         status: code === ScriptStatus.Ok ? "settled" : "replayed",
-        chargedMicros: charged,
-        releasedMicros: released,
-        availableMicros: avail,
-        holdExpired: expired === 1,
-        uncoveredMicros: uncovered,
-        chargedFrom: parseDraws(draws),
+        chargedMicros: Number(charged),
+        releasedMicros: Number(released),
+        availableMicros: Number(avail),
+        holdExpired: expired === "1",
+        uncoveredMicros: Number(uncovered),
+        chargedFrom: parseDraws(draws ?? ""),
       };
     }
     if (code === ScriptStatus.NotFound) return { status: "not_found" };
     if (code === ScriptStatus.SettledWithOtherCharge) {
-      return { status: "charge_conflict", firstChargeMicros: reply[1] as number };
+      return { status: "charge_conflict", firstChargeMicros: Number(reply[1]) };
     }
     if (code === ScriptStatus.AlreadyRefunded) return { status: "refunded" };
     throw unexpected("settle", reply);
@@ -279,12 +280,12 @@ export class Ledger {
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
-      const [, refunded, avail, toExpired, state] = reply as [number, number, number, number, string];
+      const [, refunded, avail, toExpired, state] = reply as [number, ...string[]];
       return {
         status: code === ScriptStatus.Ok ? "refunded" : "replayed",
-        refundedMicros: refunded,
-        availableMicros: avail,
-        expiredMicros: toExpired,
+        refundedMicros: Number(refunded),
+        availableMicros: Number(avail),
+        expiredMicros: Number(toExpired),
         state: state === "x" ? "expired" : "refunded",
       };
     }
@@ -311,7 +312,7 @@ export class Ledger {
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
-      const [, n, created, avail] = reply as [number, number, number, number];
+      const [, n, created, avail] = reply as [number, string, string, string];
       return {
         status: code === ScriptStatus.Ok ? "granted" : "replayed",
         bucket: {
@@ -321,21 +322,26 @@ export class Ledger {
           grantedMicros: amountMicros,
           priority,
           expiresAtMs,
-          createdAtMs: created,
+          createdAtMs: Number(created),
           grantId,
         },
-        availableMicros: avail,
+        availableMicros: Number(avail),
       };
     }
     if (code === ScriptStatus.Conflict) {
-      const [, amount, firstKind, firstPriority, firstExpiry] = reply as [number, number, string, number, number];
+      const [, amount, firstKind, firstPriority, firstExpiry] = reply as [number, ...string[]];
       return {
         status: "grant_conflict",
-        first: { amountMicros: amount, kind: firstKind, priority: firstPriority, expiresAtMs: firstExpiry },
+        first: {
+          amountMicros: Number(amount),
+          kind: String(firstKind),
+          priority: Number(firstPriority),
+          expiresAtMs: Number(firstExpiry),
+        },
       };
     }
-    if (code === ScriptStatus.ExpiresInPast) return { status: "expires_in_past", nowMs: reply[1] as number };
-    if (code === ScriptStatus.Overflow) return { status: "overflow", headroomMicros: reply[1] as number };
+    if (code === ScriptStatus.ExpiresInPast) return { status: "expires_in_past", nowMs: Number(reply[1]) };
+    if (code === ScriptStatus.Overflow) return { status: "overflow", headroomMicros: Number(reply[1]) };
     throw unexpected("grant", reply);
   }
 
@@ -344,7 +350,7 @@ export class Ledger {
     const k = this.keys.account(accountId);
     const reply = (await this.scripts["balance-4"](
       k.acct, k.holds, k.ledger, k.sweep, this.now(), accountId, this.maxLen,
-    )) as [number, number, number, number, number, number, number, Array<string | number>];
+    )) as [number, string, string, string, string, string, string, string[]];
     const [, available, held, granted, charged, expired, now, flat] = reply;
     const buckets: BucketState[] = [];
     for (let i = 0; i < flat.length; i += 8) {
@@ -361,12 +367,12 @@ export class Ledger {
     }
     return {
       accountId,
-      availableMicros: available,
-      heldMicros: held,
-      grantedMicros: granted,
-      chargedMicros: charged,
-      expiredMicros: expired,
-      nowMs: now,
+      availableMicros: Number(available),
+      heldMicros: Number(held),
+      grantedMicros: Number(granted),
+      chargedMicros: Number(charged),
+      expiredMicros: Number(expired),
+      nowMs: Number(now),
       buckets,
     };
   }
@@ -375,9 +381,11 @@ export class Ledger {
     const k = this.keys.account(accountId);
     const reply = (await this.scripts["reservation-2"](
       k.reservation(requestId), k.holds, this.now(), requestId,
-    )) as [number, string[], number, number];
+    )) as [number, string[], string, string];
     if (reply[0] === ScriptStatus.NotFound) return null;
-    const [, flat, liveDeadline, now] = reply;
+    const [, flat, liveScore, nowStr] = reply;
+    const liveDeadline = Number(liveScore);
+    const now = Number(nowStr);
     const f = new Map<string, string>();
     for (let i = 0; i < flat.length; i += 2) f.set(flat[i] as string, flat[i + 1] as string);
     const num = (name: string): number => Number(f.get(name) ?? 0);
@@ -413,9 +421,9 @@ export class Ledger {
   /** Checks DESIGN.md's invariant for one account from an atomic snapshot. */
   async audit(accountId: string): Promise<AuditReport> {
     const k = this.keys.account(accountId);
-    const [granted, held, charged, expired, bucketSum, holdSum, , violations] = (await this.scripts["audit-2"](
-      k.acct, k.holds,
-    )) as number[] as [number, number, number, number, number, number, number, number];
+    const [granted, held, charged, expired, bucketSum, holdSum, , violations] = (
+      (await this.scripts["audit-2"](k.acct, k.holds)) as string[]
+    ).map(Number) as [number, number, number, number, number, number, number, number];
     const problems: string[] = [];
     if (granted !== bucketSum + held + charged + expired) {
       problems.push(

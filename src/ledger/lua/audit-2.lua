@@ -28,4 +28,4 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   hold_sum = hold_sum + total
   hold_count = hold_count + 1
 end
-return { a.granted, a.held, a.charged, a.expired, bucket_sum, hold_sum, hold_count, negatives }
+return { int(a.granted), int(a.held), int(a.charged), int(a.expired), int(bucket_sum), int(hold_sum), int(hold_count), int(negatives) }

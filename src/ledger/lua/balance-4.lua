@@ -18,13 +18,13 @@ if has_changes(a) then
 end
 local list = {}
 for _, b in ipairs(draw_order(a)) do
-  list[#list + 1] = b.n
+  list[#list + 1] = b.id
   list[#list + 1] = b.k
-  list[#list + 1] = b.r
-  list[#list + 1] = b.g
-  list[#list + 1] = b.p
-  list[#list + 1] = b.x
-  list[#list + 1] = b.t
+  list[#list + 1] = int(b.r)
+  list[#list + 1] = int(b.g)
+  list[#list + 1] = int(b.p)
+  list[#list + 1] = int(b.x)
+  list[#list + 1] = int(b.t)
   list[#list + 1] = b.gid
 end
-return { 0, available(a), a.held, a.granted, a.charged, a.expired, now, list }
+return { 0, int(available(a)), int(a.held), int(a.granted), int(a.charged), int(a.expired), int(now), list }

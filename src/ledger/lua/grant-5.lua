@@ -20,18 +20,18 @@ local amount, kind, priority, expires_at = tonumber(ARGV[4]), ARGV[5], tonumber(
 local g = redis.call('HMGET', KEYS[4], 'amt', 'k', 'p', 'x', 'b', 't', 'av')
 if g[1] then
   if tonumber(g[1]) ~= amount or g[2] ~= kind or tonumber(g[3]) ~= priority or tonumber(g[4]) ~= expires_at then
-    return { -3, tonumber(g[1]), g[2], tonumber(g[3]), tonumber(g[4]) }
+    return { -3, g[1], g[2], g[3], g[4] }
   end
-  return { 1, tonumber(g[5]), tonumber(g[6]), tonumber(g[7]) }
+  return { 1, g[5], g[6], g[7] }
 end
 
 local now = clock(ARGV[1])
 if expires_at ~= 0 and expires_at <= now then
-  return { -6, now }
+  return { -6, int(now) }
 end
 local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[9]))
 if a.granted + amount > MAX_SAFE then
-  return { -7, MAX_SAFE - a.granted }
+  return { -7, int(MAX_SAFE - a.granted) }
 end
 touch(a)
 
@@ -59,4 +59,4 @@ redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[8]))
 log_entry(a, { 'op', 'grant', 't', int(now), 'grant', ARGV[3], 'bucket', 'b' .. n, 'kind', kind, 'amt', int(amount),
   'exp', int(expires_at) })
 save_account(a)
-return { 0, a.nb, now, avail }
+return { 0, int(a.nb), int(now), int(avail) }

@@ -20,7 +20,7 @@ if not r.st then
   return { -2 }
 end
 if r.rst then
-  return { 1, tonumber(r.rf), tonumber(r.rav), tonumber(r.rfx), r.rst }
+  return { 1, r.rf, r.rav, r.rfx, r.rst }
 end
 
 local now = clock(ARGV[1])
@@ -33,7 +33,6 @@ if r.st == 'h' then
   local deadline = tonumber(redis.call('ZSCORE', KEYS[2], member))
   if deadline and deadline <= now then
     expire_hold(a, member, deadline)
-    redis.call('ZREM', KEYS[2], member)
     deadline = nil
   end
   touch(a)
@@ -42,7 +41,7 @@ if r.st == 'h' then
     to_expired = give_back(a, parse_draws(r.d))
     a.held = a.held - refunded
     mark_total(a, 'held')
-    redis.call('ZREM', KEYS[2], member)
+    end_hold(a, member)
   else
     state = 'x'
   end
@@ -63,4 +62,4 @@ redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
 log_entry(a, { 'op', 'refund', 't', int(now), 'req', request_id, 'amt', int(refunded), 'd',
   (r.st == 'h') and r.d or r.cd, 'to_expired', int(to_expired), 'from', r.st, 'reason', ARGV[4] })
 save_account(a)
-return { 0, refunded, avail, to_expired, state }
+return { 0, int(refunded), int(avail), int(to_expired), state }

@@ -14,4 +14,4 @@ if #fields == 0 then
 end
 local d = redis.call('HGET', KEYS[1], 'd')
 local score = redis.call('ZSCORE', KEYS[2], hold_member(ARGV[2], d))
-return { 0, fields, score and tonumber(score) or -1, clock(ARGV[1]) }
+return { 0, fields, score or '-1', int(clock(ARGV[1])) }

@@ -18,9 +18,9 @@ local amount = tonumber(ARGV[4])
 local existing = redis.call('HMGET', KEYS[4], 'amt', 'av', 'exp', 'd')
 if existing[1] then
   if tonumber(existing[1]) ~= amount then
-    return { -3, tonumber(existing[1]) }
+    return { -3, existing[1] }
   end
-  return { 1, tonumber(existing[1]), tonumber(existing[2]), tonumber(existing[3]), existing[4] }
+  return { 1, existing[1], existing[2], existing[3], existing[4] }
 end
 
 local now = clock(ARGV[1])
@@ -30,7 +30,7 @@ touch(a)
 local avail = available(a)
 if avail < amount then
   -- A refusal changes nothing: not even the bookkeeping of the touch is written.
-  return { -1, avail, amount }
+  return { -1, int(avail), int(amount) }
 end
 
 local request_id = ARGV[3]
@@ -50,4 +50,4 @@ if not a.nx or deadline < a.nx then set_nx(a, deadline) end
 log_entry(a, { 'op', 'reserve', 't', int(now), 'req', request_id, 'amt', int(amount), 'd', draws_str,
   'exp', int(deadline) })
 save_account(a)
-return { 0, amount, avail, deadline, draws_str }
+return { 0, int(amount), int(avail), int(deadline), draws_str }

@@ -27,9 +27,9 @@ if not r.st then
 end
 if r.cq then
   if tonumber(r.cq) ~= charge then
-    return { -4, tonumber(r.cq) }
+    return { -4, r.cq }
   end
-  return { 1, tonumber(r.ch), tonumber(r.rel), tonumber(r.sav), tonumber(r.hx), tonumber(r.unc), r.cd }
+  return { 1, r.ch, r.rel, r.sav, r.hx, r.unc, r.cd }
 end
 if r.st ~= 'h' then
   return { -5 }
@@ -43,7 +43,6 @@ local member = hold_member(request_id, r.d)
 local deadline = tonumber(redis.call('ZSCORE', KEYS[2], member))
 if deadline and deadline <= now then
   expire_hold(a, member, deadline)
-  redis.call('ZREM', KEYS[2], member)
   deadline = nil
 end
 touch(a)
@@ -59,7 +58,7 @@ if not hold_expired then
   give_back(a, rest)
   a.held = a.held - held
   mark_total(a, 'held')
-  redis.call('ZREM', KEYS[2], member)
+  end_hold(a, member)
 end
 local covered = charge_draws
 local excess = charge - (hold_expired and 0 or math.min(charge, held))
@@ -80,4 +79,4 @@ redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
 log_entry(a, { 'op', 'settle', 't', int(now), 'req', request_id, 'amt', int(charged), 'd', cd,
   'released', int(released), 'uncovered', int(uncovered), 'hold_expired', hx })
 save_account(a)
-return { 0, charged, released, avail, hx, uncovered, cd }
+return { 0, int(charged), int(released), int(avail), int(hx), int(uncovered), cd }

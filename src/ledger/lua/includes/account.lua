@@ -10,7 +10,8 @@
     b<N>.x  b<N>.t  b<N>.gid          expiry (ms, 0 = never), created (ms), the grant id that made it
   Live holds sit in the holds sorted set: score = deadline (ms), member = "<request_id>|<draws>", where draws is
   "<bucket>:<amount>,..." in draw order. Amounts are integers below 2^53, written with %d so no digit is lost
-  (tostring() would print 1e+15).
+  (tostring() would print 1e+15), and returned as strings too: ioredis's RESP integer decoder rounds values
+  within a few dozen of 2^53.
 ]]
 
 local MAX_SAFE = 9007199254740991
@@ -36,7 +37,7 @@ local function load_account(key, now, account_id, holds_key, sweep_key, ledger_k
     key = key, now = now, account_id = account_id, holds_key = holds_key, sweep_key = sweep_key,
     ledger_key = ledger_key, maxlen = maxlen,
     granted = 0, held = 0, charged = 0, expired = 0, nb = 0, nx = false,
-    buckets = {}, set = {}, del = {}, log = {}, nx_changed = false,
+    buckets = {}, set = {}, del = {}, log = {}, nx_changed = false, zrem = {}, removed = {},
   }
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
@@ -206,31 +207,41 @@ local function hold_member(request_id, draws_str)
   return request_id .. '|' .. draws_str
 end
 
--- Releases one live hold whose deadline has passed: its credits go back to their buckets.
+-- Releases one live hold whose deadline has passed: its credits go back to their buckets. The member leaves the
+-- holds set when the account is saved, like every other write, so a refused call leaves the set as it was.
 local function expire_hold(a, member, deadline)
+  if a.removed[member] then return end
   local request_id, draws_str = string.match(member, '^([^|]*)|(.*)$')
   local draws, amount = parse_draws(draws_str)
   a.held = a.held - amount
   mark_total(a, 'held')
   local to_expired = give_back(a, draws)
+  a.removed[member] = true
+  a.zrem[#a.zrem + 1] = member
   log_entry(a, { 'op', 'hold_expired', 't', int(deadline), 'req', request_id, 'amt', int(amount),
     'd', draws_str, 'to_expired', int(to_expired) })
 end
 
+-- Removes a hold that ended by Settle or Refund.
+local function end_hold(a, member)
+  a.removed[member] = true
+  a.zrem[#a.zrem + 1] = member
+end
+
 -- Releases the holds whose deadline has passed (bounded per call; the rest go on the next touch or sweep).
+local DUE_PER_TOUCH = 256
 local function release_due_holds(a)
   if not a.nx or a.nx > a.now then return end
-  local due = redis.call('ZRANGEBYSCORE', a.holds_key, '-inf', int(a.now), 'WITHSCORES', 'LIMIT', 0, 256)
-  local members = {}
+  local due = redis.call('ZRANGEBYSCORE', a.holds_key, '-inf', int(a.now), 'WITHSCORES', 'LIMIT', 0, DUE_PER_TOUCH)
   for i = 1, #due, 2 do
     expire_hold(a, due[i], tonumber(due[i + 1]))
-    members[#members + 1] = due[i]
   end
-  if #members > 0 then
-    redis.call('ZREM', a.holds_key, unpack(members))
+  if #due / 2 == DUE_PER_TOUCH then
+    set_nx(a, a.now) -- more are due: the next touch goes on
+  else
+    local nxt = redis.call('ZRANGEBYSCORE', a.holds_key, '(' .. int(a.now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    set_nx(a, nxt[2] and tonumber(nxt[2]) or false)
   end
-  local first = redis.call('ZRANGE', a.holds_key, 0, 0, 'WITHSCORES')
-  set_nx(a, first[2] and tonumber(first[2]) or false)
 end
 
 -- Every script that changes an account starts here: expired buckets and holds are settled first.
@@ -255,6 +266,7 @@ local function save_account(a)
       redis.call('ZREM', a.sweep_key, a.account_id)
     end
   end
+  if #a.zrem > 0 then redis.call('ZREM', a.holds_key, unpack(a.zrem)) end
   if #a.del > 0 then redis.call('HDEL', a.key, unpack(a.del)) end
   if #args > 0 then redis.call('HSET', a.key, unpack(args)) end
   for _, fields in ipairs(a.log) do
@@ -268,7 +280,7 @@ end
 
 -- A touch that found nothing to do writes nothing.
 local function has_changes(a)
-  return next(a.set) ~= nil or #a.del > 0 or #a.log > 0 or a.nx_changed
+  return next(a.set) ~= nil or #a.del > 0 or #a.log > 0 or #a.zrem > 0 or a.nx_changed
 end
 
 local function hgetall_map(key)
