@@ -2,23 +2,21 @@ import { readFileSync } from "node:fs";
 
 /**
  * Reads a Lua script and resolves its `--- @include "path"` lines (relative to the script's folder, without the
- * .lua ending). Each file is included once per script, however many times it is named, and a cycle is an error:
- * the helpers are Lua `local function`s, so a second copy would only shadow the first.
+ * .lua ending). Each file is included once per script, however many times it is named (so include cycles end
+ * too): the helpers are Lua `local function`s, and a second copy would only shadow the first.
  */
 export function loadScript(dir: URL, name: string): string {
-  const included = new Set<string>();
-  const resolve = (file: string, stack: string[]): string => {
-    if (stack.includes(file)) {
-      throw new Error(`lua include cycle: ${[...stack, file].join(" -> ")}`);
-    }
-    const source = readFileSync(new URL(`${file}.lua`, dir), "utf8");
-    return source.replace(/^--- @include "([^"]+)"[ \t]*$/gm, (_line, target: string) => {
-      if (included.has(target)) return `-- (already included: ${target})`;
-      included.add(target);
-      return resolve(target, [...stack, file]);
-    });
-  };
-  return resolve(name, []);
+  const included = new Set<string>([name]);
+  const resolve = (file: string): string =>
+    readFileSync(new URL(`${file}.lua`, dir), "utf8").replace(
+      /^--- @include "([^"]+)"[ \t]*$/gm,
+      (_line, target: string) => {
+        if (included.has(target)) return `-- (already included: ${target})`;
+        included.add(target);
+        return resolve(target);
+      },
+    );
+  return resolve(name);
 }
 
 /** The number of KEYS a script takes, from its file name (`reserve-5` takes 5), as BullMQ names them. */

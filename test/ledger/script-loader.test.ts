@@ -1,0 +1,61 @@
+import { mkdtempSync, writeFileSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { describe, expect, it } from "vitest";
+import { slotTag } from "../../src/ledger/keys.js";
+import calculateSlot from "cluster-key-slot";
+import { keyCount, loadScript } from "../../src/ledger/script-loader.js";
+
+function folder(files: Record<string, string>): URL {
+  const dir = mkdtempSync(join(tmpdir(), "lua-"));
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(join(dir, name, ".."), { recursive: true });
+    writeFileSync(join(dir, `${name}.lua`), text);
+  }
+  return pathToFileURL(`${dir}/`);
+}
+
+describe("the Lua loader", () => {
+  it("inlines includes once, nested ones too", () => {
+    const dir = folder({
+      "op-1": '--- @include "inc/a"\n--- @include "inc/b"\nreturn a() + b()',
+      "inc/a": "local function a() return 1 end",
+      "inc/b": '--- @include "inc/a"\nlocal function b() return a() end',
+    });
+    const lua = loadScript(dir, "op-1");
+    expect(lua.match(/local function a\(\)/g)).toHaveLength(1);
+    expect(lua).toContain("local function b()");
+    expect(lua.trim().endsWith("return a() + b()")).toBe(true);
+    expect(lua).not.toContain("@include");
+  });
+
+  it("refuses a missing include; a cycle ends because each file comes in once", () => {
+    expect(() => loadScript(folder({ "op-1": '--- @include "nope"' }), "op-1")).toThrow(/nope\.lua/);
+    const cyclic = folder({ "op-1": '--- @include "x"\nreturn 1', x: '--- @include "y"\n-- x', y: '--- @include "x"\n-- y' });
+    const lua = loadScript(cyclic, "op-1");
+    expect(lua.match(/^-- x$/gm)).toHaveLength(1);
+    expect(lua.match(/^-- y$/gm)).toHaveLength(1);
+  });
+
+  it("reads the key count from the name", () => {
+    expect(keyCount("reserve-5")).toBe(5);
+    expect(() => keyCount("reserve")).toThrow(/number of keys/);
+  });
+
+  it("every shipped script loads and declares its keys", () => {
+    const dir = new URL("../../src/ledger/lua/", import.meta.url);
+    for (const name of ["reserve-5", "settle-5", "refund-5", "grant-5", "balance-4", "reservation-2", "audit-2"]) {
+      const lua = loadScript(dir, name);
+      const used = [...lua.matchAll(/KEYS\[(\d+)\]/g)].map((m) => Number(m[1]));
+      expect(Math.max(...used), name).toBe(keyCount(name));
+    }
+  });
+});
+
+describe("slot tags", () => {
+  it("give every one of the 16384 slots a tag that hashes to it", () => {
+    for (let slot = 0; slot < 16384; slot++) expect(calculateSlot(slotTag(slot))).toBe(slot);
+    expect(() => slotTag(16384)).toThrow(RangeError);
+  });
+});
