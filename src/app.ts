@@ -49,7 +49,7 @@ export function bindings(ledger: Ledger, config: AppConfig, logger: Logger): Ser
       logger,
     ),
     instrument({ service: AdminService, handlers: adminService({ ledger }) }, logger),
-  ] as ServiceBinding[];
+  ];
 }
 
 /**

@@ -1,10 +1,9 @@
 import type { Cluster, Redis } from "ioredis";
+import type { RedisClient } from "../redis/connect.js";
 import { type Clock, redisClock } from "./clock.js";
-import { type AccountKeys, KeySpace } from "./keys.js";
+import { KeySpace } from "./keys.js";
 import { keyCount, loadScript } from "./script-loader.js";
 import { BUCKET_KINDS, type BucketKindName, ScriptStatus } from "./status.js";
-
-export type RedisClient = Redis | Cluster;
 
 /** Credits taken from (or given back to) one bucket. */
 export interface Draw {
@@ -461,9 +460,6 @@ export class Ledger {
     }
   }
 
-  accountKeys(accountId: string): AccountKeys {
-    return this.keys.account(accountId);
-  }
 }
 
 export function isCluster(client: RedisClient): client is Cluster {

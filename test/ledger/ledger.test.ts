@@ -1,27 +1,17 @@
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import type { Ledger } from "../../src/ledger/ledger.js";
 import type { BucketKindName } from "../../src/ledger/status.js";
-import { type TestRedis, startTestRedis } from "../support/redis.js";
+import { useTestRedis } from "../support/redis.js";
 import {
   C, DAY, HOUR, MINUTE, T0, type TestLedger, expectConsistent, give, openLedger, snapshot,
 } from "../support/ledger.js";
 
-let server: TestRedis;
-let redis: Redis;
+const env = useTestRedis();
 let t: TestLedger;
 let ledger: Ledger;
 
-beforeAll(async () => {
-  server = await startTestRedis();
-  redis = new Redis(server.url);
-});
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
 beforeEach(async () => {
-  t = await openLedger(redis);
+  t = await openLedger(env.redis);
   ledger = t.ledger;
 });
 
@@ -119,7 +109,7 @@ describe("settle: charge from the hold, release the rest, excess from what is le
     });
     const balance = await ledger.balance(acct);
     expect(balance).toMatchObject({ availableMicros: c.available * C, heldMicros: 0, chargedMicros: c.charged * C });
-    const [entry] = await redis.xrevrange(ledger.keys.account(acct).ledger, "+", "-", "COUNT", 1);
+    const [entry] = await env.redis.xrevrange(ledger.keys.account(acct).ledger, "+", "-", "COUNT", 1);
     const fields = Object.fromEntries(chunk(entry?.[1] ?? []));
     expect(fields).toMatchObject({ op: "settle", req: requestId, amt: String(c.charged * C), uncovered: String(c.uncovered * C) });
     await expectConsistent(ledger, acct);
@@ -147,9 +137,9 @@ describe("refund", () => {
     const buckets = (await ledger.balance(acct)).buckets.map((b) => [b.bucketId, b.remainingMicros]);
     expect(buckets).toEqual([[allow, 10 * C], [top, 100 * C]]);
 
-    const before = await snapshot(redis, t.prefix);
+    const before = await snapshot(env.redis, t.prefix);
     expect(await ledger.refund(ref(requestId), "again")).toEqual({ ...first, status: "replayed" });
-    expect(await snapshot(redis, t.prefix)).toEqual(before);
+    expect(await snapshot(env.redis, t.prefix)).toEqual(before);
     await expectConsistent(ledger, acct);
   });
 
@@ -178,11 +168,11 @@ describe("refund", () => {
 
   it("of an unknown reservation is not found and changes nothing", async () => {
     await give(ledger, acct, 100, "allowance");
-    const before = await snapshot(redis, t.prefix);
+    const before = await snapshot(env.redis, t.prefix);
     expect(await ledger.refund(ref("nope"), "")).toEqual({ status: "not_found" });
     expect(await ledger.settle(ref("nope"), C)).toEqual({ status: "not_found" });
     expect(await ledger.reservation(acct, "nope")).toBeNull();
-    expect(await snapshot(redis, t.prefix)).toEqual(before);
+    expect(await snapshot(env.redis, t.prefix)).toEqual(before);
   });
 });
 
@@ -192,9 +182,9 @@ describe("idempotency", () => {
     const requestId = rid();
     const first = await reserve(30, { requestId });
     await ledger.settle(ref(requestId), 10 * C);
-    const before = await snapshot(redis, t.prefix);
+    const before = await snapshot(env.redis, t.prefix);
     expect(await reserve(30, { requestId })).toEqual({ ...first, status: "replayed" });
-    expect(await snapshot(redis, t.prefix)).toEqual(before);
+    expect(await snapshot(env.redis, t.prefix)).toEqual(before);
   });
 
   it("the same request id with another amount or on another account is refused and changes nothing", async () => {
@@ -202,35 +192,35 @@ describe("idempotency", () => {
     await give(ledger, "globex", 100, "allowance");
     const requestId = rid();
     await reserve(30, { requestId });
-    const before = await snapshot(redis, t.prefix);
+    const before = await snapshot(env.redis, t.prefix);
     expect(await reserve(31, { requestId })).toEqual({ status: "amount_conflict", firstAmountMicros: 30 * C });
     expect(await reserve(30, { requestId, accountId: "globex" })).toEqual({ status: "request_id_taken", otherAccountId: acct });
-    expect(await snapshot(redis, t.prefix)).toEqual(before);
+    expect(await snapshot(env.redis, t.prefix)).toEqual(before);
   });
 
   it("a repeated Settle returns the first outcome; another charge is refused", async () => {
     await give(ledger, acct, 100, "allowance");
     const requestId = await held(30);
     const first = await ledger.settle(ref(requestId), 20 * C);
-    const before = await snapshot(redis, t.prefix);
+    const before = await snapshot(env.redis, t.prefix);
     expect(await ledger.settle(ref(requestId), 20 * C)).toEqual({ ...first, status: "replayed" });
     expect(await ledger.settle(ref(requestId), 21 * C)).toEqual({ status: "charge_conflict", firstChargeMicros: 20 * C });
-    expect(await snapshot(redis, t.prefix)).toEqual(before);
+    expect(await snapshot(env.redis, t.prefix)).toEqual(before);
   });
 
   it("a seen grant id adds nothing; a different grant under it is refused", async () => {
     const grant = { accountId: acct, grantId: "pack-1", amountMicros: 50 * C, kind: "topup" as const, priority: 0, expiresAtMs: 0 };
     const first = await ledger.grant(grant);
-    const before = await snapshot(redis, t.prefix);
+    const before = await snapshot(env.redis, t.prefix);
     expect(await ledger.grant(grant)).toEqual({ ...first, status: "replayed" });
     expect(await ledger.grant({ ...grant, amountMicros: 60 * C })).toMatchObject({ status: "grant_conflict", first: { amountMicros: 50 * C } });
     expect(await ledger.grant({ ...grant, kind: "promo" })).toMatchObject({ status: "grant_conflict" });
-    expect(await snapshot(redis, t.prefix)).toEqual(before);
+    expect(await snapshot(env.redis, t.prefix)).toEqual(before);
     expect((await ledger.balance(acct)).availableMicros).toBe(50 * C);
   });
 
   it("records are kept for the retention window, then forgotten", async () => {
-    const short = await openLedger(redis, { retentionMs: 300 });
+    const short = await openLedger(env.redis, { retentionMs: 300 });
     await give(short.ledger, acct, 100, "allowance");
     const r = await short.ledger.reserve({ accountId: acct, requestId: "r", amountMicros: C, ttlMs: 100 });
     expect(r.status).toBe("held");
@@ -238,7 +228,7 @@ describe("idempotency", () => {
     expect(await short.ledger.reservation(acct, "r")).not.toBeNull();
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(await short.ledger.reservation(acct, "r")).toBeNull();
-    expect(await redis.exists(short.ledger.keys.requestClaim("r"))).toBe(0);
+    expect(await env.redis.exists(short.ledger.keys.requestClaim("r"))).toBe(0);
   });
 });
 
@@ -251,7 +241,7 @@ describe("expiry, with the injected clock", () => {
     t.clock.set(T0 + DAY);
     expect(await ledger.balance(acct)).toMatchObject({ availableMicros: 5 * C, expiredMicros: 40 * C });
     expect((await reserve(6)).status).toBe("insufficient");
-    const entries = await redis.xrange(ledger.keys.account(acct).ledger, "-", "+");
+    const entries = await env.redis.xrange(ledger.keys.account(acct).ledger, "-", "+");
     const expired = entries.map(([, f]) => Object.fromEntries(chunk(f))).filter((e) => e.op === "expire");
     expect(expired).toEqual([{ op: "expire", t: String(T0 + DAY), bucket: b, kind: "allowance", amt: String(40 * C) }]);
     await expectConsistent(ledger, acct);
@@ -266,7 +256,7 @@ describe("expiry, with the injected clock", () => {
     t.clock.advance(1);
     expect((await ledger.reservation(acct, requestId))?.state).toBe("expired");
     expect(await ledger.balance(acct)).toMatchObject({ availableMicros: 100 * C, heldMicros: 0 });
-    const ops = (await redis.xrange(ledger.keys.account(acct).ledger, "-", "+")).map(([, f]) => f[1]);
+    const ops = (await env.redis.xrange(ledger.keys.account(acct).ledger, "-", "+")).map(([, f]) => f[1]);
     expect(ops).toEqual(["grant", "reserve", "hold_expired"]);
     await expectConsistent(ledger, acct);
   });
@@ -308,7 +298,7 @@ describe("exact integers", () => {
     expect(r).toMatchObject({ status: "held", heldMicros: max - 2, availableMicros: 1 });
     expect(await ledger.settle(ref("big"), max - 3)).toMatchObject({ chargedMicros: max - 3, releasedMicros: 1, availableMicros: 2 });
     expect(await ledger.balance(acct)).toMatchObject({ grantedMicros: max - 1, chargedMicros: max - 3, availableMicros: 2 });
-    expect(await redis.hget(ledger.keys.account(acct).acct, "charged")).toBe(String(max - 3));
+    expect(await env.redis.hget(ledger.keys.account(acct).acct, "charged")).toBe(String(max - 3));
     expect(await ledger.grant({ accountId: acct, grantId: "one-more", amountMicros: 2, kind: "topup", priority: 0, expiresAtMs: 0 })).toEqual({
       status: "overflow", headroomMicros: 1,
     });
@@ -331,9 +321,9 @@ describe("concurrency", () => {
     await give(ledger, acct, 10, "allowance", { expiresAtMs: T0 + HOUR });
     await reserve(5, { ttlMs: MINUTE });
     t.clock.advance(2 * HOUR); // due bookkeeping (an expired bucket and hold) is not written by a refusal
-    const before = await snapshot(redis, t.prefix);
+    const before = await snapshot(env.redis, t.prefix);
     expect(await reserve(1)).toEqual({ status: "insufficient", availableMicros: 0, requiredMicros: C });
-    expect(await snapshot(redis, t.prefix)).toEqual(before);
+    expect(await snapshot(env.redis, t.prefix)).toEqual(before);
   });
 });
 

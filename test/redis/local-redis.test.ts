@@ -1,3 +1,4 @@
+import { isAlive, withClient } from "../support/redis.js";
 import { existsSync, readdirSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -31,24 +32,6 @@ async function ensure(dir: string, logger = recordingLogger().logger): Promise<L
   const local = await ensureLocalRedis(dir, logger);
   cleanups.push(() => local.stop());
   return local;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function withClient<T>(url: string, f: (client: Redis) => Promise<T>): Promise<T> {
-  const client = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    return await f(client);
-  } finally {
-    client.disconnect();
-  }
 }
 
 describe("ensureLocalRedis", () => {

@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import {
   GetReservationRequestSchema,
   GrantRequestSchema,
@@ -17,25 +16,16 @@ import { adminService } from "../../src/service/admin-service.js";
 import { creditService } from "../../src/service/credit-service.js";
 import { formatCredits } from "../../src/service/errors.js";
 import { C, T0, type TestLedger, openLedger, snapshot } from "../support/ledger.js";
-import { type TestRedis, startTestRedis } from "../support/redis.js";
+import { useTestRedis } from "../support/redis.js";
 
-let server: TestRedis;
-let redis: Redis;
+const env = useTestRedis();
 let t: TestLedger;
 let credit: ReturnType<typeof creditService>;
 let admin: ReturnType<typeof adminService>;
 const ctx = { signal: new AbortController().signal };
 
-beforeAll(async () => {
-  server = await startTestRedis();
-  redis = new Redis(server.url);
-});
-afterAll(async () => {
-  redis.disconnect();
-  await server.stop();
-});
 beforeEach(async () => {
-  t = await openLedger(redis);
+  t = await openLedger(env.redis);
   credit = creditService({ ledger: t.ledger, holdTtlDefaultSeconds: 600, holdTtlMaxSeconds: 3600 });
   admin = adminService({ ledger: t.ledger });
   // An account with credits and a live hold, so a call that slipped past validation would change something.
@@ -101,26 +91,26 @@ const cases: Case[] = [
 
 describe("bad input: INVALID_ARGUMENT naming the field, and nothing changes", () => {
   it.each(cases)("$rpc $field ($why)", async ({ field, call }) => {
-    const before = await snapshot(redis, t.prefix);
+    const before = await snapshot(env.redis, t.prefix);
     const r = await rejection(call());
     expect(r.code).toBe(Code.InvalidArgument);
     expect(r.message.startsWith(`${field}: `)).toBe(true);
     expect(r.info).toMatchObject({ reason: "INVALID_FIELD", domain: "creditd", metadata: { field } });
-    expect(await snapshot(redis, t.prefix)).toEqual(before);
+    expect(await snapshot(env.redis, t.prefix)).toEqual(before);
   });
 });
 
 describe("refusals and their codes", () => {
   it("not enough credits: RESOURCE_EXHAUSTED in credits a person reads, with ErrorInfo, nothing held", async () => {
     await admin.grant(create(GrantRequestSchema, { accountId: "small", grantId: "g-s", amountMicros: 70n * BigInt(C), kind: BucketKind.TOPUP }), ctx);
-    const before = await snapshot(redis, t.prefix);
+    const before = await snapshot(env.redis, t.prefix);
     const r = await rejection(credit.reserve(create(ReserveRequestSchema, { accountId: "small", requestId: "big", cost: { case: "amountMicros", value: 80n * BigInt(C) } }), ctx));
     expect(r).toEqual({
       code: Code.ResourceExhausted,
       message: "insufficient credits: available 70, required 80",
       info: expect.objectContaining({ reason: "INSUFFICIENT_CREDITS", domain: "creditd", metadata: { available_micros: "70000000", required_micros: "80000000" } }),
     });
-    expect(await snapshot(redis, t.prefix)).toEqual(before);
+    expect(await snapshot(env.redis, t.prefix)).toEqual(before);
   });
 
   it("unknown reservations are NOT_FOUND naming reservation_id", async () => {
@@ -137,11 +127,11 @@ describe("refusals and their codes", () => {
     ["a request id reused on another account", reserve({ accountId: "globex", requestId: "r-0", cost: { case: "amountMicros", value: 5n * BigInt(C) } }), Code.AlreadyExists, "REQUEST_ID_CONFLICT"],
     ["a grant id reused for another grant", grant({ grantId: "g-0" }), Code.AlreadyExists, "GRANT_ID_CONFLICT"],
   ] as const)("%s: %s", async (_name, call, code, reason) => {
-    const before = await snapshot(redis, t.prefix);
+    const before = await snapshot(env.redis, t.prefix);
     const r = await rejection(call());
     expect(r.code).toBe(code);
     expect(r.info).toMatchObject({ reason });
-    expect(await snapshot(redis, t.prefix)).toEqual(before);
+    expect(await snapshot(env.redis, t.prefix)).toEqual(before);
   });
 
   it("a second Settle with another charge is ALREADY_EXISTS; a Settle after a Refund is FAILED_PRECONDITION", async () => {

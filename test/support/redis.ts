@@ -2,6 +2,8 @@
 
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll } from "vitest";
 import { redisCommand } from "../../src/redis/probe.js";
 import { startRedisServer } from "../../src/redis/redis-process.js";
 
@@ -58,4 +60,49 @@ let counter = 0;
 export function uniquePrefix(): string {
   counter += 1;
   return `${runId}x${counter}`;
+}
+
+/**
+ * One redis-server for the whole test file, with a client: `const r = useTestRedis()` at the top of the file,
+ * then `r.redis` and `r.server` inside tests.
+ */
+export function useTestRedis(): { readonly redis: Redis; readonly server: TestRedis } {
+  let server: TestRedis | undefined;
+  let redis: Redis | undefined;
+  beforeAll(async () => {
+    server = await startTestRedis();
+    redis = new Redis(server.url);
+  });
+  afterAll(async () => {
+    redis?.disconnect();
+    await server?.stop();
+  });
+  return {
+    get redis(): Redis {
+      if (!redis) throw new Error("useTestRedis: used outside a test");
+      return redis;
+    },
+    get server(): TestRedis {
+      if (!server) throw new Error("useTestRedis: used outside a test");
+      return server;
+    },
+  };
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function withClient<T>(url: string, f: (client: Redis) => Promise<T>): Promise<T> {
+  const client = new Redis(url, { maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    return await f(client);
+  } finally {
+    client.disconnect();
+  }
 }
