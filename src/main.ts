@@ -68,7 +68,7 @@ async function main(): Promise<void> {
       const activeRedis = redis;
       void app
         .stop()
-        .then(() => activeRedis?.quit())
+        .then(() => (activeRedis ? closeRedis(activeRedis, config.shutdownTimeoutSeconds * 1000) : undefined))
         .then(() => local?.stop())
         .then(() => {
           logger.info("stopped");
@@ -90,6 +90,20 @@ async function main(): Promise<void> {
     await local?.stop();
     process.exit(1);
   }
+}
+
+/**
+ * QUIT waits behind any command still queued; a Redis that stopped answering would hold the exit forever, so the
+ * wait is bounded like the rest of the shutdown, then the connection is dropped.
+ */
+async function closeRedis(redis: RedisClient, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, timeoutMs);
+  });
+  await Promise.race([redis.quit().catch(() => undefined), timedOut]);
+  clearTimeout(timer);
+  redis.disconnect();
 }
 
 void main();
