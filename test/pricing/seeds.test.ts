@@ -1,0 +1,155 @@
+// Each example catalog reproduces its seed document's published prices (../shared/seeds, in order:
+// funnel-builder, landing-page-builder, video-studio, crm-assistant, chatbot-platform).
+import { readdirSync } from "node:fs";
+import { describe, expect, test } from "vitest";
+import { type Catalog } from "../../src/pricing/catalog.js";
+import { defaultCatalog } from "../../src/pricing/default-catalog.js";
+import { type PriceRequest, PricingError, priceRequest, priceUsage } from "../../src/pricing/price.js";
+import { loadCatalogFile } from "../../src/pricing/store.js";
+
+const load = (name: string): Catalog => loadCatalogFile(new URL(`../../examples/catalogs/${name}.yaml`, import.meta.url).pathname);
+const C = 1_000_000n;
+const credits = (c: Catalog, req: PriceRequest): bigint => priceRequest(c, req).totalMicros;
+/** Price each (request, times) and sum, as a customer adds up a page's operations. */
+const sum = (c: Catalog, lines: Array<[PriceRequest, number]>): bigint =>
+  lines.reduce((a, [req, n]) => a + BigInt(n) * credits(c, req), 0n);
+
+test("every example catalog and the default catalog load", () => {
+  const names = readdirSync(new URL("../../examples/catalogs/", import.meta.url)).filter((f) => f.endsWith(".yaml")).sort();
+  expect(names).toEqual(["chatbot-platform.yaml", "crm-assistant.yaml", "funnel-builder.yaml", "landing-page-builder.yaml", "video-studio.yaml"]);
+  for (const n of names) expect(load(n.replace(/\.yaml$/, "")).version).toMatch(/^[0-9a-f]{16}$/);
+  const d = defaultCatalog();
+  expect(d.name).toBe("creditd default catalog");
+  expect(credits(d, { operation: "chat", inputTokens: 1000, maxOutputTokens: 500 })).toBe(15_000n + 30_000n); // gpt-4o-mini
+  expect(credits(d, { operation: "image.generate", image: { width: 1024, height: 1024, quality: "high" } })).toBe(16_700_000n);
+  expect(credits(d, { operation: "video.generate", video: { seconds: 4, tier: "sora-2-pro" } })).toBe(120n * C);
+  expect(() => priceRequest(d, { model: "some-new-model" })).toThrow(PricingError); // unknown_models: refuse
+  expect(priceRequest(d, { model: "claude-sonnet-4-20250514", maxOutputTokens: 1 }).model!.model.tokenizer.estimated).toBe(true);
+});
+
+describe("landing-page-builder", () => {
+  const c = load("landing-page-builder");
+  const rewrite: PriceRequest = { operation: "content.rewrite" };
+  const section: PriceRequest = { operation: "section.generate" };
+  const image1k: PriceRequest = { operation: "image.generate", image: { width: 1024, height: 1024 } };
+  const image2k: PriceRequest = { operation: "image.generate", image: { width: 2048, height: 2048 } };
+
+  test("the credit costs by operation", () => {
+    expect(credits(c, rewrite)).toBe(1n * C);
+    expect(credits(c, section)).toBe(10n * C);
+    expect(credits(c, image1k)).toBe(30n * C);
+    expect(credits(c, image2k)).toBe(60n * C);
+    const avatar = priceRequest(c, { operation: "avatar.select" });
+    expect(avatar.totalMicros).toBe(0n); // free ...
+    expect(avatar.items).toHaveLength(1); // ... and still a line of usage
+  });
+
+  test("a 10-section landing page: exactly 205 credits", () => {
+    expect(sum(c, [[section, 10], [rewrite, 15], [image1k, 3]])).toBe(205n * C);
+    // the same as one image request for 3 pictures
+    expect(sum(c, [[section, 10], [rewrite, 15], [{ ...image1k, image: { width: 1024, height: 1024, count: 3 } }, 1]])).toBe(205n * C);
+  });
+
+  test("the larger example: exactly 770 credits", () => {
+    expect(sum(c, [[section, 30], [rewrite, 50], [image1k, 10], [image2k, 2]])).toBe(770n * C);
+  });
+
+  test("only the sold sizes are priced", () => {
+    expect(() => credits(c, { operation: "image.generate", image: { width: 1536, height: 1536 } })).toThrow(/image: no price for size 1536x1536/);
+  });
+
+  test("a failed image generation priced from usage costs nothing for the images not produced", () => {
+    expect(priceUsage(c, { ...image1k, image: { width: 1024, height: 1024, count: 4 } }, { images: 3 }).totalMicros).toBe(90n * C);
+  });
+});
+
+describe("video-studio", () => {
+  const c = load("video-studio");
+  test("AI Image Generator: 1 credit per image, any size; the basic model is free", () => {
+    expect(credits(c, { operation: "image.generate", image: { width: 1024, height: 1024 } })).toBe(1n * C);
+    expect(credits(c, { operation: "image.generate", image: { width: 1920, height: 1080, count: 3 } })).toBe(3n * C);
+    expect(credits(c, { operation: "image.generate", image: { width: 1024, height: 1024, quality: "basic", count: 3 } })).toBe(0n);
+  });
+  test("AI Video Generator: 1 credit per second (5 s → 5, 10 s → 10); the basic tier is free", () => {
+    expect(credits(c, { operation: "video.generate", video: { seconds: 5 } })).toBe(5n * C);
+    expect(credits(c, { operation: "video.generate", video: { seconds: 10, tier: "premium" } })).toBe(10n * C);
+    expect(credits(c, { operation: "video.generate", video: { seconds: 10, tier: "basic" } })).toBe(0n);
+    expect(priceUsage(c, { operation: "video.generate", video: { seconds: 10 } }, { videoSeconds: 6 }).totalMicros).toBe(6n * C);
+  });
+});
+
+describe("crm-assistant", () => {
+  const c = load("crm-assistant");
+  test("an AI reply or command costs 1 credit, a website knowledge sync 25", () => {
+    expect(credits(c, { operation: "ai.reply" })).toBe(1n * C);
+    expect(credits(c, { operation: "ai.command" })).toBe(1n * C);
+    expect(credits(c, { operation: "knowledge.sync" })).toBe(25n * C);
+    expect(credits(c, { operation: "knowledge.sync", units: 2 })).toBe(50n * C);
+    // a gateway that sends model and tokens along does not change a fixed price
+    expect(credits(c, { operation: "ai.reply", model: "gpt-4o", inputTokens: 50_000 })).toBe(1n * C);
+  });
+});
+
+describe("chatbot-platform", () => {
+  const c = load("chatbot-platform");
+  test("credits are based on total tokens, input and output, per model", () => {
+    const r = priceUsage(c, { operation: "chat", inputTokens: 2000 }, { outputTokens: 300 });
+    expect(r.items.map((i) => i.kind)).toEqual(["operation", "input_tokens", "output_tokens"]);
+    expect(r.roundedFrom).toBe(48_000n); // 2000 × 15/1M + 300 × 60/1M = 0.048 credits
+    expect(r.totalMicros).toBe(50_000n); // rounded up to 0.01
+    const big = priceUsage(c, { operation: "chat", model: "gpt-4o", inputTokens: 2000 }, { outputTokens: 300 });
+    expect(big.totalMicros).toBe(800_000n); // 0.5 + 0.3
+  });
+  test("the chat output cap bounds every hold; unknown models are priced as gpt-4o", () => {
+    expect(priceRequest(c, { operation: "chat", maxOutputTokens: 100_000 }).maxOutputTokens).toBe(4096);
+    expect(priceRequest(c, { operation: "chat", model: "brand-new", maxOutputTokens: 0, inputTokens: 1_000_000 }).totalMicros).toBe(250n * C);
+  });
+  test("per-1K prices, aliases and estimated tokenizers", () => {
+    expect(c.models.get("gpt-3.5-turbo")!.prices.inputPer1M).toBe(50n * C);
+    expect(priceRequest(c, { operation: "chat", model: "claude-3-5-haiku-latest", maxOutputTokens: 0 }).model).toMatchObject({ via: "alias" });
+    expect(c.models.get("claude-3-5-haiku")!.tokenizer.estimated).toBe(true);
+    expect(c.models.get("claude-sonnet-4")!.tokenizer).toMatchObject({ encoding: "o200k_base", multiplierMillionths: 1_150_000n, estimated: true });
+  });
+  test("standard and hd images", () => {
+    expect(credits(c, { operation: "image.generate", image: { width: 1024, height: 1024 } })).toBe(4n * C);
+    expect(credits(c, { operation: "image.generate", image: { width: 1024, height: 1024, quality: "hd" } })).toBe(8n * C);
+  });
+});
+
+describe("funnel-builder", () => {
+  const c = load("funnel-builder");
+  const used = (operation: string, input: number, output: number): bigint => priceUsage(c, { operation, inputTokens: input }, { outputTokens: output }).totalMicros;
+
+  test("a typical AI funnel creation uses 3 to 10 credits", () => {
+    expect(used("ai.funnel", 3000, 2500)).toBe(3n * C);
+    expect(used("ai.funnel", 6000, 6000)).toBe(6n * C);
+    expect(used("ai.funnel", 12_000, 12_000)).toBe(10n * C);
+  });
+  test("an AI block uses a handful, by length", () => {
+    expect(used("ai.block", 2000, 800)).toBe(2n * C);
+    expect(used("ai.block", 4000, 4000)).toBe(4n * C);
+    expect(used("ai.block", 500, 100)).toBe(2n * C); // at least the base, rounded to whole credits
+  });
+  test("longer outputs cost more; holds are bounded by the output caps", () => {
+    expect(used("ai.block", 2000, 3000)).toBeGreaterThan(used("ai.block", 2000, 800));
+    expect(priceRequest(c, { operation: "ai.block", inputTokens: 2000 }).totalMicros).toBe(3n * C); // 0.3 + 2048 × 600/1M + 1 → 3
+    expect(priceRequest(c, { operation: "ai.funnel", inputTokens: 6000, maxOutputTokens: 1e6 }).maxOutputTokens).toBe(16_384);
+  });
+});
+
+test("describeCatalog shows the loaded catalog with exact credit strings", async () => {
+  const { describeCatalog } = await import("../../src/pricing/describe.js");
+  const d = describeCatalog(load("landing-page-builder"));
+  expect(d.rounding).toBe("up_to 1");
+  expect(d.unknownModels).toBe("refuse");
+  expect(d.operations.map((o) => [o.name, o.price])).toEqual([
+    ["content.rewrite", "1"],
+    ["section.generate", "10"],
+    ["image.generate", "0"],
+    ["avatar.select", "0"],
+  ]);
+  expect((d.operations[2]!.image as { sizes: unknown }).sizes).toEqual({ "1024x1024": { standard: "30" }, "2048x2048": { standard: "60" } });
+  const chat = describeCatalog(load("chatbot-platform"));
+  expect(chat.models.find((m) => m.name === "gpt-4o-mini")).toMatchObject({ inputPer1M: "15", cachedInputPer1M: "7.5", outputPer1M: "60", encoding: "o200k_base" });
+  expect(JSON.stringify(chat)).toContain('"version"'); // JSON-safe: no bigint inside
+});
