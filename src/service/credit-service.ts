@@ -74,8 +74,8 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
 
     async settle(req) {
       const reservation = v.reservationId("reservation_id", req.reservationId);
-      if (req.usage.case !== "chargeMicros") throw invalidField("charge_micros", "required");
-      const chargeMicros = v.micros("charge_micros", req.usage.value, { allowZero: true });
+      if (req.cost.case !== "chargeMicros") throw invalidField("charge_micros", "required");
+      const chargeMicros = v.micros("charge_micros", req.cost.value, { allowZero: true });
 
       const r = await ledger.settle(reservation, chargeMicros);
       switch (r.status) {

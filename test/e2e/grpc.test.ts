@@ -76,7 +76,7 @@ describe("e2e: gRPC", () => {
 
     const settled = await unary(credit, CreditService.method.settle, {
       reservationId: reserved.reservationId,
-      usage: { case: "chargeMicros", value: 12_500_000n },
+      cost: { case: "chargeMicros", value: 12_500_000n },
     });
     expect(settled).toMatchObject({
       chargedMicros: 12_500_000n,
@@ -181,7 +181,7 @@ describe("e2e: gRPC", () => {
 
   it("rejects a malformed reservation id on Settle with INVALID_ARGUMENT naming reservation_id", async () => {
     const err = await serviceError(
-      unary(credit, CreditService.method.settle, { reservationId: "nocolon", usage: { case: "chargeMicros", value: 1n } }),
+      unary(credit, CreditService.method.settle, { reservationId: "nocolon", cost: { case: "chargeMicros", value: 1n } }),
     );
     expect(err.code).toBe(GrpcStatus.INVALID_ARGUMENT);
     expect(err.details).toMatch(/^reservation_id: /);

@@ -80,7 +80,7 @@ export function creditBinding(probe: Probe = {}): ServiceBinding<typeof CreditSe
       async settle(req, ctx) {
         probe.lastContext = ctx;
         await probe.gate?.(ctx);
-        const charge = req.usage.case === "chargeMicros" ? req.usage.value : 0n;
+        const charge = req.cost.case === "chargeMicros" ? req.cost.value : 0n;
         return create(SettleResponseSchema, { chargedMicros: charge, availableMicros: AVAILABLE - charge });
       },
       async refund(req) {

@@ -322,7 +322,7 @@ describe("gRPC edge", () => {
     const c = grpcClient(s.port);
     try {
       // Graceful: the held call completes after shutdown started, and shutdown waits for it.
-      const inFlight = callUnary(c, CreditService.method.settle, { reservationId: "a", usage: { case: "chargeMicros", value: 3n } });
+      const inFlight = callUnary(c, CreditService.method.settle, { reservationId: "a", cost: { case: "chargeMicros", value: 3n } });
       await vi.waitFor(() => expect(release !== undefined).toBe(true));
       const stopping = s.shutdown(5000);
       await new Promise((r) => setTimeout(r, 50));

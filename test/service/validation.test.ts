@@ -46,7 +46,7 @@ async function rejection(call: Promise<unknown>): Promise<{ code: Code; message:
 
 const MAX = 2n ** 53n - 1n;
 const reserveBase = { accountId: "acme", requestId: "r-1", cost: { case: "amountMicros" as const, value: 5_000_000n }, ttlSeconds: 60 };
-const settleBase = { reservationId: "acme:r-0", usage: { case: "chargeMicros" as const, value: 1_000_000n } };
+const settleBase = { reservationId: "acme:r-0", cost: { case: "chargeMicros" as const, value: 1_000_000n } };
 const grantBase = { accountId: "acme", grantId: "g-1", amountMicros: 1_000_000n, kind: BucketKind.TOPUP, priority: 0 };
 
 type Case = { rpc: string; field: string; why: string; call: () => Promise<unknown> };
@@ -68,8 +68,8 @@ const cases: Case[] = [
   ...[0n, -1n, MAX + 1n, 2n ** 63n - 1n].map((v) => ({ rpc: "Reserve", field: "amount_micros", why: String(v), call: reserve({ cost: { case: "amountMicros", value: v } }) })),
   ...[-1, 3601].map((v) => ({ rpc: "Reserve", field: "ttl_seconds", why: String(v), call: reserve({ ttlSeconds: v }) })),
   ...badReservations.map(([v, why]) => ({ rpc: "Settle", field: "reservation_id", why, call: settle({ reservationId: v }) })),
-  { rpc: "Settle", field: "charge_micros", why: "unset", call: settle({ usage: { case: undefined } }) },
-  ...[-1n, MAX + 1n].map((v) => ({ rpc: "Settle", field: "charge_micros", why: String(v), call: settle({ usage: { case: "chargeMicros", value: v } }) })),
+  { rpc: "Settle", field: "charge_micros", why: "unset", call: settle({ cost: { case: undefined } }) },
+  ...[-1n, MAX + 1n].map((v) => ({ rpc: "Settle", field: "charge_micros", why: String(v), call: settle({ cost: { case: "chargeMicros", value: v } }) })),
   ...badReservations.map(([v, why]) => ({ rpc: "Refund", field: "reservation_id", why, call: refund({ reservationId: v }) })),
   { rpc: "Refund", field: "reason", why: "too long", call: refund({ reason: "x".repeat(257) }) },
   { rpc: "Refund", field: "reason", why: "newline", call: refund({ reason: "line\nbreak" }) },
@@ -136,7 +136,7 @@ describe("refusals and their codes", () => {
 
   it("a second Settle with another charge is ALREADY_EXISTS; a Settle after a Refund is FAILED_PRECONDITION", async () => {
     await settle({})();
-    expect(await rejection(settle({ usage: { case: "chargeMicros", value: 2n } })())).toMatchObject({ code: Code.AlreadyExists, info: { reason: "ALREADY_SETTLED" } });
+    expect(await rejection(settle({ cost: { case: "chargeMicros", value: 2n } })())).toMatchObject({ code: Code.AlreadyExists, info: { reason: "ALREADY_SETTLED" } });
     await credit.reserve(create(ReserveRequestSchema, { ...reserveBase, requestId: "r-2" }), ctx);
     await refund({ reservationId: "acme:r-2" })();
     expect(await rejection(settle({ reservationId: "acme:r-2" })())).toMatchObject({ code: Code.FailedPrecondition, info: { reason: "ALREADY_REFUNDED" } });
