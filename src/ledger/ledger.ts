@@ -33,6 +33,7 @@ export type ReserveResult =
       heldFrom: Draw[];
     }
   | { status: "insufficient"; availableMicros: number; requiredMicros: number }
+  /** The request id was used before for a different request (another amount, or another priced request). */
   | { status: "amount_conflict"; firstAmountMicros: number }
   | { status: "request_id_taken"; otherAccountId: string };
 
@@ -45,6 +46,8 @@ export type SettleResult =
       holdExpired: boolean;
       uncoveredMicros: number;
       chargedFrom: Draw[];
+      /** The receipt the first Settle stored ('' when it charged an explicit amount). */
+      receipt: string;
     }
   | { status: "not_found" }
   | { status: "charge_conflict"; firstChargeMicros: number }
@@ -102,6 +105,9 @@ export interface ReservationView {
   heldFrom: Draw[];
   chargedFrom: Draw[];
   refundReason: string;
+  /** Set when the hold was priced from the catalog: what Settle prices real usage with. */
+  pricing: { context: string; catalogVersion: string } | null;
+  receipt: string;
 }
 
 export interface AuditReport {
@@ -200,6 +206,10 @@ export class Ledger {
     requestId: string;
     amountMicros: number;
     ttlMs: number;
+    /** What makes a repeat the same request; default: the amount. A priced request passes a hash of itself. */
+    fingerprint?: string;
+    /** What Settle needs to price real usage (counts, never text), kept with the hold. */
+    pricing?: { context: string; catalogVersion: string };
   }): Promise<ReserveResult> {
     const { accountId, requestId, amountMicros, ttlMs } = input;
     // A request id belongs to one account. The claim lives in the request id's slot, so it is its own command;
@@ -219,6 +229,7 @@ export class Ledger {
     const reply = (await this.scripts["reserve-5"](
       k.acct, k.holds, k.ledger, k.reservation(requestId), k.sweep,
       this.now(), accountId, requestId, amountMicros, ttlMs, this.retention, this.maxLen,
+      input.fingerprint ?? String(amountMicros), input.pricing?.context ?? "", input.pricing?.catalogVersion ?? "",
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
@@ -244,15 +255,20 @@ export class Ledger {
     throw unexpected("reserve", reply);
   }
 
-  async settle(reservation: { accountId: string; requestId: string }, chargeMicros: number): Promise<SettleResult> {
+  /** `receipt` (how the charge was priced) is kept with the reservation and in the ledger entry. */
+  async settle(
+    reservation: { accountId: string; requestId: string },
+    chargeMicros: number,
+    receipt = "",
+  ): Promise<SettleResult> {
     const k = this.keys.account(reservation.accountId);
     const reply = (await this.scripts["settle-5"](
       k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep,
-      this.now(), reservation.accountId, reservation.requestId, chargeMicros, this.retention, this.maxLen,
+      this.now(), reservation.accountId, reservation.requestId, chargeMicros, this.retention, this.maxLen, receipt,
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
-      const [, charged, released, avail, expired, uncovered, draws] = reply as [number, ...string[]];
+      const [, charged, released, avail, expired, uncovered, draws, storedReceipt] = reply as [number, ...string[]];
       return {
         status: code === ScriptStatus.Ok ? "settled" : "replayed",
         chargedMicros: Number(charged),
@@ -261,6 +277,7 @@ export class Ledger {
         holdExpired: expired === "1",
         uncoveredMicros: Number(uncovered),
         chargedFrom: parseDraws(draws ?? ""),
+        receipt: storedReceipt ?? "",
       };
     }
     if (code === ScriptStatus.NotFound) return { status: "not_found" };
@@ -414,6 +431,8 @@ export class Ledger {
       heldFrom: parseDraws(f.get("d") ?? ""),
       chargedFrom: parseDraws(f.get("cd") ?? ""),
       refundReason: f.get("rr") ?? "",
+      pricing: f.has("pc") ? { context: f.get("pc") ?? "", catalogVersion: f.get("cv") ?? "" } : null,
+      receipt: f.get("rc") ?? "",
     };
   }
 

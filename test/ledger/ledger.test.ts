@@ -106,6 +106,7 @@ describe("settle: charge from the hold, release the rest, excess from what is le
       holdExpired: false,
       uncoveredMicros: c.uncovered * C,
       chargedFrom: c.from.map(([bucketId, credits]) => ({ bucketId, amountMicros: (credits as number) * C })),
+      receipt: "",
     });
     const balance = await ledger.balance(acct);
     expect(balance).toMatchObject({ availableMicros: c.available * C, heldMicros: 0, chargedMicros: c.charged * C });
@@ -232,6 +233,34 @@ describe("idempotency", () => {
   });
 });
 
+describe("priced holds", () => {
+  it("a repeat is the same request by its fingerprint, not its amount; the pricing context stays with the hold", async () => {
+    await give(ledger, acct, 100, "allowance");
+    const pricing = { context: '{"op":"chat","in":812}', catalogVersion: "v1" };
+    const first = await ledger.reserve({ accountId: acct, requestId: "p1", amountMicros: 7 * C, ttlMs: MINUTE, fingerprint: "f-abc", pricing });
+    expect(first.status).toBe("held");
+    // The catalog changed between retries: the same request prices differently but is still a replay.
+    const again = await ledger.reserve({ accountId: acct, requestId: "p1", amountMicros: 9 * C, ttlMs: MINUTE, fingerprint: "f-abc", pricing });
+    expect(again).toEqual({ ...first, status: "replayed" });
+    expect(await ledger.reserve({ accountId: acct, requestId: "p1", amountMicros: 7 * C, ttlMs: MINUTE, fingerprint: "f-other" })).toEqual({
+      status: "amount_conflict", firstAmountMicros: 7 * C,
+    });
+    expect((await ledger.reservation(acct, "p1"))?.pricing).toEqual(pricing);
+  });
+
+  it("a Settle's receipt is kept with the reservation, in the ledger entry, and in its replay", async () => {
+    await give(ledger, acct, 100, "allowance");
+    const requestId = await held(10);
+    const receipt = '{"total_micros":"4000000"}';
+    const first = await ledger.settle(ref(requestId), 4 * C, receipt);
+    expect(first).toMatchObject({ status: "settled", receipt });
+    expect(await ledger.settle(ref(requestId), 4 * C, "ignored on replay")).toEqual({ ...first, status: "replayed" });
+    expect((await ledger.reservation(acct, requestId))?.receipt).toBe(receipt);
+    const [entry] = await env.redis.xrevrange(ledger.keys.account(acct).ledger, "+", "-", "COUNT", 1);
+    expect(Object.fromEntries(chunk(entry?.[1] ?? []))).toMatchObject({ op: "settle", receipt });
+  });
+});
+
 describe("expiry, with the injected clock", () => {
   it("a bucket stops counting the moment it expires; what it had left is recorded as expired", async () => {
     const b = await give(ledger, acct, 40, "allowance", { expiresAtMs: T0 + DAY });
@@ -267,7 +296,7 @@ describe("expiry, with the injected clock", () => {
     t.clock.advance(5 * MINUTE);
     expect(await ledger.settle(ref(requestId), 25 * C)).toEqual({
       status: "settled", chargedMicros: 25 * C, releasedMicros: 0, availableMicros: 75 * C,
-      holdExpired: true, uncoveredMicros: 0, chargedFrom: [{ bucketId: "b1", amountMicros: 25 * C }],
+      holdExpired: true, uncoveredMicros: 0, chargedFrom: [{ bucketId: "b1", amountMicros: 25 * C }], receipt: "",
     });
     expect(await ledger.reservation(acct, requestId)).toMatchObject({ state: "settled", holdExpired: true, chargedMicros: 25 * C });
     await expectConsistent(ledger, acct);

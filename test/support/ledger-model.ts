@@ -235,6 +235,7 @@ export class LedgerModel {
       holdExpired: hold === undefined,
       uncoveredMicros: excess - extra.taken,
       chargedFrom,
+      receipt: "",
     };
     r.state = "settled";
     r.settle = { charge, charged, chargedFrom: copy(chargedFrom), reply: copy(reply) };

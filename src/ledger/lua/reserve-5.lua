@@ -5,19 +5,23 @@
   KEYS[4] reservation hash    KEYS[5] sweep index zset (same slot as the account)
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] amount
   ARGV[5] hold ttl ms                 ARGV[6] record retention ms              ARGV[7] ledger max length (0 = no cap)
+  ARGV[8] request fingerprint: what makes a repeat of this request id the same request (the amount, or a hash of
+          the priced request)
+  ARGV[9] pricing context for Settle ('' when none): opaque to Lua, never prompt text
+  ARGV[10] catalog version the hold was priced with ('' when none)
 
   Returns
     { 0, held, available_after, deadline, draws }   held now
     { 1, held, available_after, deadline, draws }   the request id was seen: the first reply, nothing changed
     { -1, available, required }                     insufficient credits: nothing changed
-    { -3, first_amount }                            the request id was used with another amount
+    { -3, first_amount }                            the request id was used for a different request
 ]]
 --- @include "includes/account"
 
 local amount = tonumber(ARGV[4])
-local existing = redis.call('HMGET', KEYS[4], 'amt', 'av', 'exp', 'd')
+local existing = redis.call('HMGET', KEYS[4], 'amt', 'av', 'exp', 'd', 'fp')
 if existing[1] then
-  if tonumber(existing[1]) ~= amount then
+  if (existing[5] or existing[1]) ~= ARGV[8] then
     return { -3, existing[1] }
   end
   return { 1, existing[1], existing[2], existing[3], existing[4] }
@@ -43,6 +47,8 @@ avail = avail - amount
 
 redis.call('HSET', KEYS[4], 'st', 'h', 'amt', int(amount), 't', int(now), 'exp', int(deadline), 'd', draws_str,
   'av', int(avail))
+if ARGV[8] ~= int(amount) then redis.call('HSET', KEYS[4], 'fp', ARGV[8]) end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[4], 'pc', ARGV[9], 'cv', ARGV[10]) end
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]) + tonumber(ARGV[6]))
 redis.call('ZADD', KEYS[2], int(deadline), hold_member(request_id, draws_str))
 if not a.nx or deadline < a.nx then set_nx(a, deadline) end

@@ -5,6 +5,7 @@
   KEYS[4] reservation hash    KEYS[5] sweep index zset
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] charge
   ARGV[5] record retention ms         ARGV[6] ledger max length
+  ARGV[7] receipt ('' when the charge was given as an amount): kept with the reservation and in the ledger entry
 
   The charge comes first from the hold's own draws (in draw order), the rest of the hold goes back to its buckets,
   and any excess over the hold is taken from the live buckets in draw order. What the account cannot cover is
@@ -12,7 +13,7 @@
   whole charge is taken from what is available (the generation happened) and hold_expired is 1.
 
   Returns
-    { 0, charged, released, available_after, hold_expired, uncovered, charge_draws }
+    { 0, charged, released, available_after, hold_expired, uncovered, charge_draws, receipt }
     { 1, ... }                          already settled with the same charge: the first reply
     { -2 }                              no such reservation
     { -4, first_charge }                already settled with another charge
@@ -29,7 +30,7 @@ if r.cq then
   if tonumber(r.cq) ~= charge then
     return { -4, r.cq }
   end
-  return { 1, r.ch, r.rel, r.sav, r.hx, r.unc, r.cd }
+  return { 1, r.ch, r.rel, r.sav, r.hx, r.unc, r.cd, r.rc or '' }
 end
 if r.st ~= 'h' then
   return { -5 }
@@ -74,9 +75,15 @@ local cd = format_draws(merge_draws(covered))
 local hx = hold_expired and 1 or 0
 redis.call('HSET', KEYS[4], 'st', 's', 'cq', int(charge), 'ch', int(charged), 'rel', int(released),
   'unc', int(uncovered), 'cd', cd, 'hx', hx, 'st_t', int(now), 'sav', int(avail))
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[4], 'rc', ARGV[7]) end
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
 
-log_entry(a, { 'op', 'settle', 't', int(now), 'req', request_id, 'amt', int(charged), 'd', cd,
-  'released', int(released), 'uncovered', int(uncovered), 'hold_expired', hx })
+local entry = { 'op', 'settle', 't', int(now), 'req', request_id, 'amt', int(charged), 'd', cd,
+  'released', int(released), 'uncovered', int(uncovered), 'hold_expired', hx }
+if ARGV[7] ~= '' then
+  entry[#entry + 1] = 'receipt'
+  entry[#entry + 1] = ARGV[7]
+end
+log_entry(a, entry)
 save_account(a)
-return { 0, int(charged), int(released), int(avail), int(hx), int(uncovered), cd }
+return { 0, int(charged), int(released), int(avail), int(hx), int(uncovered), cd, ARGV[7] }
