@@ -1,0 +1,343 @@
+// The Meter: counts prompt and output tokens for pricing without stalling the event loop.
+//
+// - Size limit first: a text (or a chat's strings, summed) over maxInputBytes UTF-8 bytes is refused with a
+//   TextTooLargeError naming the field, before anything is hashed or tokenized.
+// - Cache: every string is counted on its own and its count is kept in a bounded LRU keyed by
+//   sha256(scope, encoding, text). Only the hash and the count are kept, never the text. A chat is counted per
+//   message, so a conversation whose history was seen before costs only its new messages; a repeated system prompt
+//   costs one hash.
+// - Inline or worker: when the strings missing from the cache add up to at most inlineMaxBytes, they are counted on
+//   the calling thread (16 KiB is ~3 ms); above that they are counted on a piscina pool of worker threads
+//   (1 ≤ threads ≤ cores - 1) with a bounded queue, so the event loop stays free. Identical strings already being
+//   counted on a worker are awaited rather than counted twice.
+//
+// Hashing stays on the calling thread (sha256 runs at ~650 MB/s here: 6 ms for 4 MB), as do the size check and the
+// chat validation, which are linear and cheap.
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
+import { LRUCache } from "lru-cache";
+import { Piscina } from "piscina";
+import { planChat, roleTokens } from "./chat.js";
+import type { CountTask } from "./count-worker.js";
+import { MeterClosedError, MeterOverloadedError, MeteringInputError, TextTooLargeError } from "./errors.js";
+import {
+  checkSpec,
+  countRaw,
+  finishCount,
+  packCount,
+  preloadEncodings,
+  unpackCount,
+  type Encoding,
+  type TokenCount,
+  type TokenizerSpec,
+} from "./tokenizer.js";
+
+export interface MeterOptions {
+  /** Up to this many uncached UTF-8 bytes per call are counted on the calling thread; more go to workers. Default 16 KiB. */
+  readonly inlineMaxBytes?: number;
+  /** Larger inputs are refused with TextTooLargeError before any counting. Default 4 MiB. */
+  readonly maxInputBytes?: number;
+  /** Capacity of the count cache (entries: a hash and a number each, ~200 bytes); 0 disables it. Default 50,000. */
+  readonly cacheEntries?: number;
+  /** Worker threads, clamped to 1..max(1, cores - 1). Default cores - 1 (at least 1). */
+  readonly workers?: number;
+  /** Batches that may wait for a worker; beyond it counts fail with MeterOverloadedError. Default 64. */
+  readonly maxQueue?: number;
+}
+
+export interface CountOptions {
+  /**
+   * Partition of the cache (e.g. the account id). Whether a count came from the cache tells that the same text was
+   * counted before; with a scope, only texts of the same scope can tell that to each other.
+   */
+  readonly scope?: string;
+  /** countChat: the name of the tools field in errors. Default: the messages field with "messages" → "tools". */
+  readonly toolsField?: string;
+}
+
+export interface MeterCount extends TokenCount {
+  /** nothing had to be tokenized: every string's count came from the cache (or there was nothing to count) */
+  readonly cached: boolean;
+}
+
+export interface MeterStats {
+  /** strings tokenized (cache misses actually counted), inline and on workers */
+  tokenizedTexts: number;
+  tokenizedBytes: number;
+  inlineTexts: number;
+  workerTexts: number;
+  /** batches sent to the pool */
+  workerTasks: number;
+  cacheHits: number;
+  cacheMisses: number;
+  /** strings whose count another call was already computing on a worker */
+  inflightShared: number;
+}
+
+export const DEFAULT_INLINE_MAX_BYTES = 16 * 1024;
+export const DEFAULT_MAX_INPUT_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_CACHE_ENTRIES = 50_000;
+export const DEFAULT_MAX_QUEUE = 64;
+/** Strings sent to a worker are grouped into tasks of at most this many bytes (a longer string is a task alone). */
+export const WORKER_BATCH_BYTES = 1024 * 1024;
+
+/** The worker entry: the compiled count-worker.js next to this file, or the dev bootstrap when running from src/. */
+export function workerEntry(): string {
+  const compiled = new URL("./count-worker.js", import.meta.url);
+  if (existsSync(fileURLToPath(compiled))) return compiled.href;
+  const dev = new URL("./count-worker.dev.mjs", import.meta.url);
+  if (existsSync(fileURLToPath(dev))) return dev.href;
+  throw new Error(`no token-count worker next to ${fileURLToPath(import.meta.url)} (count-worker.js)`);
+}
+
+function intOption(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min) throw new RangeError(`Meter option ${name} must be an integer ≥ ${min}`);
+  return value;
+}
+
+interface Miss {
+  readonly key: string;
+  readonly text: string;
+  readonly bytes: number;
+}
+
+export class Meter {
+  readonly inlineMaxBytes: number;
+  readonly maxInputBytes: number;
+  readonly cacheEntries: number;
+  readonly workers: number;
+  readonly maxQueue: number;
+
+  readonly #cache: LRUCache<string, number> | undefined;
+  #pool: Piscina<CountTask, number[]> | undefined;
+  readonly #inflight = new Map<string, Promise<number>>();
+  readonly #stats: MeterStats = {
+    tokenizedTexts: 0,
+    tokenizedBytes: 0,
+    inlineTexts: 0,
+    workerTexts: 0,
+    workerTasks: 0,
+    cacheHits: 0,
+    cacheMisses: 0,
+    inflightShared: 0,
+  };
+  #closed = false;
+
+  constructor(options: MeterOptions = {}) {
+    this.inlineMaxBytes = intOption("inlineMaxBytes", options.inlineMaxBytes, DEFAULT_INLINE_MAX_BYTES, 0);
+    this.maxInputBytes = intOption("maxInputBytes", options.maxInputBytes, DEFAULT_MAX_INPUT_BYTES, 1);
+    this.cacheEntries = intOption("cacheEntries", options.cacheEntries, DEFAULT_CACHE_ENTRIES, 0);
+    this.maxQueue = intOption("maxQueue", options.maxQueue, DEFAULT_MAX_QUEUE, 1);
+    const maxWorkers = Math.max(1, availableParallelism() - 1);
+    this.workers = Math.min(intOption("workers", options.workers, maxWorkers, 1), maxWorkers);
+    this.#cache = this.cacheEntries > 0 ? new LRUCache<string, number>({ max: this.cacheEntries }) : undefined;
+    // Load the encodings for inline counts now (blocks ~300 ms once per process, at startup rather than on a
+    // request). The workers start on the first large count, or at warmup().
+    preloadEncodings();
+  }
+
+  /**
+   * Starts the worker threads and waits until they have loaded the encodings (~300 ms), so that the first large
+   * count does not wait for them. Optional: without it the pool starts on the first large count.
+   */
+  async warmup(): Promise<void> {
+    this.#open();
+    await Promise.all(Array.from({ length: this.workers }, () => this.#poolOf().run({ encoding: "o200k_base", texts: [] })));
+  }
+
+  /** Counts one text (a prompt, or an output at Settle). `field` names it in errors. */
+  async countText(field: string, text: string, spec: TokenizerSpec, options: CountOptions = {}): Promise<MeterCount> {
+    this.#open();
+    checkSpec(spec);
+    if (typeof text !== "string") throw new MeteringInputError(field, "must be a string");
+    const bytes = Buffer.byteLength(text, "utf8");
+    if (bytes > this.maxInputBytes) throw new TextTooLargeError(field, bytes, this.maxInputBytes);
+    const r = await this.#countStrings([text], [bytes], spec.encoding, options.scope);
+    return { ...finishCount(r, spec), cached: r.cached };
+  }
+
+  /**
+   * Counts a Chat Completions prompt: messages (and optional tool definitions) as OpenAI counts them, see chat.ts.
+   * `field` names the messages in errors (`input.messages[2].role: …`).
+   */
+  async countChat(
+    field: string,
+    messages: unknown,
+    tools: unknown,
+    spec: TokenizerSpec,
+    options: CountOptions = {},
+  ): Promise<MeterCount> {
+    this.#open();
+    checkSpec(spec);
+    const plan = planChat(field, messages, tools, spec.encoding, options.toolsField);
+    const sizes = plan.texts.map((t) => Buffer.byteLength(t, "utf8"));
+    let bytes = 0;
+    for (const b of sizes) bytes += b;
+    if (bytes > this.maxInputBytes) throw new TextTooLargeError(field, bytes, this.maxInputBytes);
+    const r = await this.#countStrings(plan.texts, sizes, spec.encoding, options.scope);
+    const raw = { tokens: r.tokens + plan.overhead + roleTokens(plan, spec.encoding), approximate: r.approximate || plan.approximate };
+    return { ...finishCount(raw, spec), cached: r.cached };
+  }
+
+  /** Counters since construction (for tests and metrics). */
+  stats(): Readonly<MeterStats> & { cacheSize: number; queued: number } {
+    return { ...this.#stats, cacheSize: this.#cache?.size ?? 0, queued: this.#pool?.queueSize ?? 0 };
+  }
+
+  /** Stops the workers and forgets the cache. Counts in progress on workers fail; later calls throw MeterClosedError. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#cache?.clear();
+    await this.#pool?.destroy();
+  }
+
+  #open(): void {
+    if (this.#closed) throw new MeterClosedError();
+  }
+
+  #poolOf(): Piscina<CountTask, number[]> {
+    this.#pool ??= new Piscina<CountTask, number[]>({
+      filename: workerEntry(),
+      minThreads: this.workers,
+      maxThreads: this.workers,
+      idleTimeout: 60_000,
+      maxQueue: this.maxQueue,
+    });
+    return this.#pool;
+  }
+
+  #key(scope: string | undefined, encoding: Encoding, text: string): string {
+    return createHash("sha256")
+      .update(scope ?? "")
+      .update("\0")
+      .update(encoding)
+      .update("\0")
+      .update(text, "utf8")
+      .digest("base64url");
+  }
+
+  async #countStrings(
+    texts: readonly string[],
+    sizes: readonly number[],
+    encoding: Encoding,
+    scope: string | undefined,
+  ): Promise<{ tokens: number; approximate: boolean; cached: boolean }> {
+    let tokens = 0;
+    let approximate = false;
+    const add = (packed: number) => {
+      const c = unpackCount(packed);
+      tokens += c.tokens;
+      approximate ||= c.approximate;
+    };
+    const misses = new Map<string, Miss>(); // unique by key
+    const missKeys: string[] = []; // one per occurrence
+    for (let i = 0; i < texts.length; i++) {
+      const text = texts[i]!;
+      if (text.length === 0) continue;
+      const key = this.#key(scope, encoding, text);
+      const hit = this.#cache?.get(key);
+      if (hit !== undefined) {
+        this.#stats.cacheHits++;
+        add(hit);
+        continue;
+      }
+      this.#stats.cacheMisses++;
+      missKeys.push(key);
+      if (!misses.has(key)) misses.set(key, { key, text, bytes: sizes[i]! });
+    }
+    if (missKeys.length === 0) return { tokens, approximate, cached: true };
+
+    const counted = new Map<string, number>();
+    const waits: Promise<void>[] = [];
+    const fresh: Miss[] = [];
+    let freshBytes = 0;
+    for (const miss of misses.values()) {
+      const running = this.#inflight.get(miss.key);
+      if (running !== undefined) {
+        this.#stats.inflightShared++;
+        waits.push(running.then((packed) => void counted.set(miss.key, packed)));
+      } else {
+        fresh.push(miss);
+        freshBytes += miss.bytes;
+      }
+    }
+
+    if (freshBytes <= this.inlineMaxBytes) {
+      for (const miss of fresh) counted.set(miss.key, this.#countInline(miss, encoding));
+    } else {
+      waits.push(...this.#countOnWorkers(fresh, encoding, counted));
+    }
+    await Promise.all(waits);
+    for (const key of missKeys) add(counted.get(key)!);
+    return { tokens, approximate, cached: false };
+  }
+
+  #countInline(miss: Miss, encoding: Encoding): number {
+    const packed = packCount(countRaw(miss.text, encoding));
+    this.#stats.tokenizedTexts++;
+    this.#stats.tokenizedBytes += miss.bytes;
+    this.#stats.inlineTexts++;
+    this.#cache?.set(miss.key, packed);
+    return packed;
+  }
+
+  #countOnWorkers(fresh: readonly Miss[], encoding: Encoding, counted: Map<string, number>): Promise<void>[] {
+    const batches: Miss[][] = [];
+    let batch: Miss[] = [];
+    let batchBytes = 0;
+    for (const miss of fresh) {
+      if (batch.length > 0 && batchBytes + miss.bytes > WORKER_BATCH_BYTES) {
+        batches.push(batch);
+        batch = [];
+        batchBytes = 0;
+      }
+      batch.push(miss);
+      batchBytes += miss.bytes;
+    }
+    if (batch.length > 0) batches.push(batch);
+
+    const waits: Promise<void>[] = [];
+    for (const b of batches) {
+      const run = this.#runTask({ encoding, texts: b.map((m) => m.text) });
+      b.forEach((miss, i) => {
+        const one = run.then((packed) => {
+          const p = packed[i]!;
+          this.#cache?.set(miss.key, p);
+          return p;
+        });
+        this.#inflight.set(miss.key, one);
+        const forget = () => {
+          if (this.#inflight.get(miss.key) === one) this.#inflight.delete(miss.key);
+        };
+        one.then(forget, forget);
+        waits.push(one.then((p) => void counted.set(miss.key, p)));
+      });
+      run.then(
+        () => {
+          this.#stats.tokenizedTexts += b.length;
+          this.#stats.workerTexts += b.length;
+          for (const m of b) this.#stats.tokenizedBytes += m.bytes;
+        },
+        () => {},
+      );
+    }
+    return waits;
+  }
+
+  async #runTask(task: CountTask): Promise<number[]> {
+    const pool = this.#poolOf();
+    if (pool.queueSize >= this.maxQueue) throw new MeterOverloadedError(pool.queueSize);
+    this.#stats.workerTasks++;
+    try {
+      return await pool.run(task);
+    } catch (err) {
+      if (err instanceof Error && /queue is at limit/i.test(err.message)) throw new MeterOverloadedError(pool.queueSize);
+      if (this.#closed) throw new MeterClosedError();
+      throw err;
+    }
+  }
+}

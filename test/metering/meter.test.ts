@@ -1,0 +1,173 @@
+// The Meter: worker path, event-loop responsiveness under concurrency, the per-message cache, the size limit, the
+// bounded queue.
+import { availableParallelism } from "node:os";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { afterAll, describe, expect, it } from "vitest";
+import { MeterClosedError, MeterOverloadedError, TextTooLargeError } from "../../src/metering/errors.js";
+import { Meter } from "../../src/metering/meter.js";
+import { countRaw } from "../../src/metering/tokenizer.js";
+import { english, mixed } from "./texts.js";
+
+const O200K = { encoding: "o200k_base" } as const;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const meter = new Meter({ inlineMaxBytes: 16 * 1024, maxInputBytes: 2 * 1024 * 1024, cacheEntries: 10_000 });
+afterAll(() => meter.close());
+
+describe("worker path", () => {
+  it("counts large texts on a worker, with the same counts as inline", async () => {
+    const before = meter.stats();
+    for (const encoding of ["o200k_base", "cl100k_base"] as const) {
+      const text = mixed(220 * 1024, encoding === "o200k_base" ? 101 : 102);
+      const r = await meter.countText("input.text", text, { encoding });
+      expect(r).toEqual({ tokens: countRaw(text, encoding).tokens, estimated: false, tokenizer: encoding, cached: false });
+    }
+    const after = meter.stats();
+    expect(after.workerTexts - before.workerTexts).toBe(2);
+    expect(after.inlineTexts - before.inlineTexts).toBe(0);
+  });
+
+  it("counts small texts inline", async () => {
+    const before = meter.stats();
+    const r = await meter.countText("input.text", "A short prompt.", O200K);
+    expect(r.tokens).toBe(4);
+    expect(meter.stats().inlineTexts - before.inlineTexts).toBe(1);
+    expect(meter.stats().workerTexts - before.workerTexts).toBe(0);
+  });
+
+  it("keeps the event loop responsive while 20 large texts are counted, where inline counting blocks it", async () => {
+    const texts = Array.from({ length: 20 }, (_, i) => english(150 * 1024, 1000 + i));
+    await meter.warmup();
+
+    const onWorkers = monitorEventLoopDelay({ resolution: 5 });
+    onWorkers.enable();
+    await sleep(20); // the histogram needs a first tick before it can see a delay
+    const t0 = performance.now();
+    const results = await Promise.all(texts.map((t) => meter.countText("input.text", t, O200K)));
+    const workerWall = performance.now() - t0;
+    onWorkers.disable();
+
+    // The same 20 texts on a meter that counts everything inline (as if there were no workers).
+    const inlineMeter = new Meter({ inlineMaxBytes: 8 * 1024 * 1024, cacheEntries: 0 });
+    const inline = monitorEventLoopDelay({ resolution: 5 });
+    inline.enable();
+    await sleep(20);
+    const inlineResults = await Promise.all(texts.map((t) => inlineMeter.countText("input.text", t, O200K)));
+    await sleep(20); // let the histogram record the stall
+    inline.disable();
+    await inlineMeter.close();
+
+    expect(results.map((r) => r.tokens)).toEqual(inlineResults.map((r) => r.tokens));
+    const workerMaxMs = onWorkers.max / 1e6;
+    const inlineMaxMs = inline.max / 1e6;
+    console.log(
+      `event-loop delay, 20 × 150 KiB: max ${workerMaxMs.toFixed(1)} ms on workers (${workerWall.toFixed(0)} ms wall), ` +
+        `${inlineMaxMs.toFixed(1)} ms inline`,
+    );
+    expect(workerMaxMs).toBeLessThan(200);
+    expect(inlineMaxMs).toBeGreaterThan(300);
+    expect(inlineMaxMs).toBeGreaterThan(3 * workerMaxMs);
+  });
+
+  it("counts an identical text only once when it is requested concurrently", async () => {
+    const text = english(64 * 1024, 77);
+    const before = meter.stats();
+    const [a, b] = await Promise.all([meter.countText("t", text, O200K), meter.countText("t", text, O200K)]);
+    expect(a.tokens).toBe(b.tokens);
+    const after = meter.stats();
+    expect(after.tokenizedTexts - before.tokenizedTexts).toBe(1);
+    expect(after.inflightShared - before.inflightShared).toBe(1);
+  });
+
+  it("uses at most cores - 1 workers and at least 1", async () => {
+    const m = new Meter({ workers: 64 });
+    expect(m.workers).toBe(Math.max(1, availableParallelism() - 1));
+    await m.close();
+    await expect(m.countText("t", "x", O200K)).rejects.toBeInstanceOf(MeterClosedError);
+  });
+
+  it("refuses work beyond the bounded queue with MeterOverloadedError", async () => {
+    const m = new Meter({ workers: 1, maxQueue: 1, inlineMaxBytes: 0, cacheEntries: 0 });
+    const texts = Array.from({ length: 6 }, (_, i) => english(32 * 1024, 500 + i));
+    const settled = await Promise.allSettled(texts.map((t) => m.countText("t", t, O200K)));
+    await m.close();
+    const refused = settled.filter((s) => s.status === "rejected");
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    for (const s of refused) expect((s as PromiseRejectedResult).reason).toBeInstanceOf(MeterOverloadedError);
+    settled.forEach((s, i) => {
+      if (s.status === "fulfilled") expect(s.value.tokens).toBe(countRaw(texts[i]!, "o200k_base").tokens);
+    });
+  });
+});
+
+describe("cache", () => {
+  function chat(turns: number, seed: number) {
+    const messages = [{ role: "system", content: "You are the support assistant of Acme. Answer briefly and politely." }];
+    for (let i = 0; i < turns; i++) {
+      messages.push({ role: i % 2 === 0 ? "user" : "assistant", content: english(300 + ((i * 37) % 400), seed + i) });
+    }
+    return messages;
+  }
+
+  it("a 50-turn chat whose history was seen tokenizes only its new message", async () => {
+    const history = chat(50, 9000);
+    const first = await meter.countChat("input.messages", history, undefined, O200K, { scope: "acme" });
+    expect(first.cached).toBe(false);
+
+    const next = [...history, { role: "user", content: "And what about the invoice from last March?" }];
+    const before = meter.stats();
+    const second = await meter.countChat("input.messages", next, undefined, O200K, { scope: "acme" });
+    const after = meter.stats();
+    expect(after.tokenizedTexts - before.tokenizedTexts).toBe(1); // only the new message
+    expect(after.tokenizedBytes - before.tokenizedBytes).toBe(Buffer.byteLength("And what about the invoice from last March?"));
+    expect(after.cacheHits - before.cacheHits).toBe(51);
+    expect(second.cached).toBe(false);
+
+    // and the count is right: the same chat on a meter without a cache
+    const fresh = new Meter({ cacheEntries: 0, inlineMaxBytes: 1024 * 1024 });
+    const reference = await fresh.countChat("input.messages", next, undefined, O200K);
+    await fresh.close();
+    expect(second.tokens).toBe(reference.tokens);
+
+    const again = await meter.countChat("input.messages", next, undefined, O200K, { scope: "acme" });
+    expect(again).toEqual({ ...second, cached: true });
+    expect(meter.stats().tokenizedTexts).toBe(after.tokenizedTexts);
+  });
+
+  it("keeps scopes apart and encodings apart", async () => {
+    const text = "Scoped prompt: " + english(500, 4242);
+    await meter.countText("t", text, O200K, { scope: "a" });
+    expect((await meter.countText("t", text, O200K, { scope: "a" })).cached).toBe(true);
+    expect((await meter.countText("t", text, O200K, { scope: "b" })).cached).toBe(false);
+    expect((await meter.countText("t", text, { encoding: "cl100k_base" }, { scope: "a" })).cached).toBe(false);
+  });
+});
+
+describe("size limit", () => {
+  const small = new Meter({ maxInputBytes: 1000, cacheEntries: 100 });
+  afterAll(() => small.close());
+
+  it("refuses a text over maxInputBytes (UTF-8 bytes, not characters) before counting, naming the field", async () => {
+    const text = "€".repeat(334); // 334 characters, 1002 bytes
+    const before = small.stats();
+    const err = await small.countText("input.text", text, O200K).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TextTooLargeError);
+    expect(err).toMatchObject({ field: "input.text", bytes: 1002, maxBytes: 1000 });
+    expect((err as Error).message).toBe("input.text: 1002 bytes of text is over the limit of 1000 bytes");
+    expect(small.stats()).toEqual(before); // nothing hashed, looked up or tokenized
+  });
+
+  it("accepts exactly maxInputBytes", async () => {
+    await expect(small.countText("input.text", "x".repeat(1000), O200K)).resolves.toMatchObject({ tokens: 125 });
+  });
+
+  it("sums a chat's strings", async () => {
+    const messages = [
+      { role: "system", content: "x".repeat(400) },
+      { role: "user", content: "y".repeat(400), name: "n".repeat(201) },
+    ];
+    const before = small.stats();
+    const err = await small.countChat("input.messages", messages, undefined, O200K).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: "TextTooLargeError", field: "input.messages", bytes: 1001, maxBytes: 1000 });
+    expect(small.stats()).toEqual(before);
+  });
+});
