@@ -34,11 +34,14 @@
 //       reasoning_per_1m: 10              # optional, default = output price
 //       aliases: [gpt-4o-2024-08-06]      # other exact names of this model
 //       patterns: ["gpt-4o*"]             # prefix patterns (one trailing *), longest prefix wins
-//       encoding: o200k_base              # o200k_base | cl100k_base | estimate (required)
-//       chars_per_token: 4                # with estimate only: characters per token (default 4)
-//       token_multiplier: 1.1             # optional, any encoding: counts × this (then they are estimates)
+//       encoding: o200k_base              # required: o200k_base | cl100k_base (see Tokenizers below)
 //       default_output_tokens: 1024       # worst case when the request gives no max_output_tokens
 //       max_output_tokens: 16384          # required: a request's max_output_tokens is capped to this
+//     claude-sonnet-4:
+//       input_per_1m: 3
+//       output_per_1m: 15
+//       encoding: { fallback: cl100k_base, multiplier: 1.15 }   # no shipped tokenizer: an estimate
+//       max_output_tokens: 64000
 //
 //   images:                               # resolution × quality × count
 //     qualities: [standard, hd]           # allowed qualities (default [standard]); first is the default
@@ -64,6 +67,16 @@
 // prices are kept. Negative prices, .inf/.nan, hex and more precision than that are refused. Numbers
 // are read from the source text, never through a JavaScript float.
 //
+// Tokenizers: `encoding` says how the model's tokens are counted (src/metering counts them).
+//   - `o200k_base` (gpt-4o, gpt-4.1, o-series, gpt-5) or `cl100k_base` (gpt-4, gpt-3.5, embeddings): the
+//     model's own encoding, so counts are exact.
+//   - `{ fallback: <encoding>, multiplier: <number> }` for a model whose tokenizer is not shipped (Claude,
+//     Llama, Gemini, …): counts are made with the fallback encoding, multiplied (rounded up to a whole
+//     token) and flagged as estimates, which replies say. The multiplier is optional (default 1), a
+//     decimal > 0 and ≤ 10 with at most 6 decimal places, read exactly like the prices.
+//   ModelEntry.tokenizer is { encoding, estimate, multiplier?, label } ("cl100k_base*1.15"), and
+//   tokenizerSpecOf(model) is the metering module's TokenizerSpec for it.
+//
 // Unknown fields are errors (a typo must not silently price something at 0). Every error names the path
 // of the bad entry, e.g. `models["gpt-4o"].output_per_1m: must be ≥ 0`; all errors of a file are
 // collected into one CatalogError.
@@ -88,8 +101,11 @@ const MAX_IMAGE_COUNT = 1000;
 const MAX_VIDEO_SECONDS = 86_400;
 const MAX_UNITS = 1_000_000_000;
 
-export const ENCODINGS = ["o200k_base", "cl100k_base", "estimate"] as const;
+/** The encodings creditd ships (src/metering counts with them). */
+export const ENCODINGS = ["o200k_base", "cl100k_base"] as const;
 export type Encoding = (typeof ENCODINGS)[number];
+/** Largest fallback multiplier, in millionths (10). */
+const MAX_MULTIPLIER_MILLIONTHS = 10_000_000n;
 
 // ─── Types ───────────────────────────────────────────────────────────────────────────────────────
 
@@ -101,14 +117,26 @@ export interface TokenPrices {
   readonly reasoningPer1M: bigint;
 }
 
-export interface Tokenizer {
+/**
+ * How to count a model's tokens, in the shape of the metering module's TokenizerSpec
+ * (src/metering/tokenizer.ts), declared here so that pricing does not depend on metering.
+ */
+export interface TokenizerSpec {
   readonly encoding: Encoding;
-  /** encoding "estimate": characters per token in millionths (3.5 → 3_500_000n). */
-  readonly charsPerTokenMillionths: bigint | undefined;
-  /** Counts are multiplied by this, in millionths (1 → 1_000_000n), and rounded up. */
-  readonly multiplierMillionths: bigint;
-  /** True when counts are estimates: encoding "estimate", or a multiplier other than 1. */
-  readonly estimated: boolean;
+  readonly estimate: boolean;
+  readonly multiplier?: string;
+}
+
+/** A model's tokenizer as its catalog entry declares it. */
+export interface ModelTokenizer extends TokenizerSpec {
+  /** The model's own encoding (estimate false), or the declared fallback (estimate true). */
+  readonly encoding: Encoding;
+  /** True for a fallback: the model's tokenizer is not shipped, so its counts are estimates. */
+  readonly estimate: boolean;
+  /** Fallback only: counts × this, rounded up, as the shortest exact decimal ("1.15"); absent when 1. */
+  readonly multiplier?: string;
+  /** The tokenizer replies show: "o200k_base", or "cl100k_base*1.15" with a multiplier. */
+  readonly label: string;
 }
 
 export interface ModelEntry {
@@ -117,7 +145,7 @@ export interface ModelEntry {
   readonly prices: TokenPrices;
   readonly aliases: readonly string[];
   readonly patterns: readonly string[];
-  readonly tokenizer: Tokenizer;
+  readonly tokenizer: ModelTokenizer;
   readonly defaultOutputTokens: number;
   readonly maxOutputTokens: number;
 }
@@ -256,20 +284,10 @@ export function resolveModel(
   return undefined;
 }
 
-/**
- * Token count estimated from a text length for encoding "estimate": ⌈chars / chars_per_token⌉, then
- * the multiplier. (For a shipped encoding, count with it and apply applyTokenMultiplier.)
- */
-export function estimateTokensFromChars(chars: number, tokenizer: Tokenizer): number {
-  const cpt = tokenizer.charsPerTokenMillionths ?? 4_000_000n;
-  const base = (BigInt(chars) * 1_000_000n + cpt - 1n) / cpt;
-  return applyTokenMultiplier(Number(base), tokenizer);
-}
-
-/** count × token_multiplier, rounded up (a count is never made smaller by rounding). */
-export function applyTokenMultiplier(count: number, tokenizer: Tokenizer): number {
-  if (tokenizer.multiplierMillionths === 1_000_000n) return count;
-  return Number((BigInt(count) * tokenizer.multiplierMillionths + 999_999n) / 1_000_000n);
+/** The spec to count a model's tokens with (the metering module's TokenizerSpec, for the Meter). */
+export function tokenizerSpecOf(model: Pick<ModelEntry, "tokenizer">): TokenizerSpec {
+  const { encoding, estimate, multiplier } = model.tokenizer;
+  return multiplier === undefined ? { encoding, estimate } : { encoding, estimate, multiplier };
 }
 
 // ─── Parsing ─────────────────────────────────────────────────────────────────────────────────────
@@ -434,12 +452,12 @@ function decimal(c: Checker, node: Raw, path: string, opts: DecimalOpts = {}): b
     c.add(path, r.error, node);
     return undefined;
   }
-  if (r.value < 0n) {
-    c.add(path, "must be ≥ 0", node);
+  if (opts.positive && r.value <= 0n) {
+    c.add(path, "must be > 0", node);
     return undefined;
   }
-  if (opts.positive && r.value === 0n) {
-    c.add(path, "must be > 0", node);
+  if (r.value < 0n) {
+    c.add(path, "must be ≥ 0", node);
     return undefined;
   }
   if (opts.max !== undefined && r.value > opts.max) {
@@ -642,8 +660,6 @@ const MODEL_FIELDS = [
   "aliases",
   "patterns",
   "encoding",
-  "chars_per_token",
-  "token_multiplier",
   "default_output_tokens",
   "max_output_tokens",
 ];
@@ -681,28 +697,7 @@ function parseModel(c: Checker, name: string, node: Raw, path: string): ModelEnt
     if (!/^[^\s*]{1,200}\*$/.test(p)) c.add(`${join(path, "patterns")}[${i}]`, `must be a prefix followed by one *, like "gpt-4o*", got ${JSON.stringify(p)}`);
   });
 
-  let encoding: Encoding | undefined;
-  const encNode = f.get("encoding");
-  if (!encNode) c.add(join(path, "encoding"), `required (one of ${ENCODINGS.join(", ")})`, node);
-  else {
-    const e = str(c, encNode, join(path, "encoding"));
-    if (e !== undefined) {
-      if ((ENCODINGS as readonly string[]).includes(e)) encoding = e as Encoding;
-      else c.add(join(path, "encoding"), `unknown encoding "${e}" (one of ${ENCODINGS.join(", ")})`, encNode);
-    }
-  }
-  let charsPerToken: bigint | undefined;
-  const cptNode = f.get("chars_per_token");
-  if (cptNode) {
-    if (encoding !== undefined && encoding !== "estimate") c.add(join(path, "chars_per_token"), "only applies to encoding: estimate", cptNode);
-    else charsPerToken = decimal(c, cptNode, join(path, "chars_per_token"), { positive: true, max: 100_000_000n, what: "a number of characters" });
-  } else if (encoding === "estimate") {
-    charsPerToken = 4_000_000n;
-  }
-  const multNode = f.get("token_multiplier");
-  const multiplier = multNode
-    ? decimal(c, multNode, join(path, "token_multiplier"), { positive: true, max: 100_000_000n, what: "a number" })
-    : 1_000_000n;
+  const tokenizer = parseTokenizer(c, f.get("encoding"), node, join(path, "encoding"));
 
   const maxNode = f.get("max_output_tokens");
   const maxOut = maxNode ? integer(c, maxNode, join(path, "max_output_tokens"), 0, MAX_TOKENS) : undefined;
@@ -714,8 +709,8 @@ function parseModel(c: Checker, name: string, node: Raw, path: string): ModelEnt
   }
   const description = f.get("description") ? str(c, f.get("description")!, join(path, "description")) : undefined;
 
-  if (c.problems.length > before || input === undefined || output === undefined || encoding === undefined) return undefined;
-  if (maxOut === undefined || defOut === undefined || multiplier === undefined) return undefined;
+  if (c.problems.length > before || input === undefined || output === undefined || tokenizer === undefined) return undefined;
+  if (maxOut === undefined || defOut === undefined) return undefined;
   return {
     name,
     description,
@@ -727,15 +722,48 @@ function parseModel(c: Checker, name: string, node: Raw, path: string): ModelEnt
     },
     aliases,
     patterns,
-    tokenizer: {
-      encoding,
-      charsPerTokenMillionths: encoding === "estimate" ? charsPerToken : undefined,
-      multiplierMillionths: multiplier,
-      estimated: encoding === "estimate" || multiplier !== 1_000_000n,
-    },
+    tokenizer,
     defaultOutputTokens: defOut,
     maxOutputTokens: maxOut,
   };
+}
+
+const ENCODING_FORMS = `${ENCODINGS.join(" or ")}, or { fallback: <encoding>, multiplier: <number> } for a model whose tokenizer is not shipped`;
+
+/** A model's `encoding`: its own encoding (exact counts), or { fallback, multiplier } (estimates). */
+function parseTokenizer(c: Checker, node: Raw | undefined, model: Raw, path: string): ModelTokenizer | undefined {
+  if (!node) {
+    c.add(path, `required: ${ENCODING_FORMS}`, model);
+    return undefined;
+  }
+  if (node.kind === "scalar" && typeof node.value === "string") {
+    const encoding = encodingOf(c, node, path, ENCODING_FORMS);
+    return encoding === undefined ? undefined : { encoding, estimate: false, label: encoding };
+  }
+  const f = node.kind === "map" ? fields(c, node, path, ["fallback", "multiplier"]) : undefined;
+  if (!f) {
+    c.add(path, `must be ${ENCODING_FORMS}`, node);
+    return undefined;
+  }
+  const fallbackNode = f.get("fallback");
+  if (!fallbackNode) c.add(join(path, "fallback"), `required (the shipped encoding to estimate with: ${ENCODINGS.join(" or ")})`, node);
+  const encoding = fallbackNode ? encodingOf(c, fallbackNode, join(path, "fallback"), `one of ${ENCODINGS.join(", ")}`) : undefined;
+  const multNode = f.get("multiplier");
+  const millionths = multNode
+    ? decimal(c, multNode, join(path, "multiplier"), { positive: true, max: MAX_MULTIPLIER_MILLIONTHS, what: "a decimal number like 1.15" })
+    : 1_000_000n;
+  if (encoding === undefined || millionths === undefined) return undefined;
+  if (millionths === 1_000_000n) return { encoding, estimate: true, label: encoding };
+  const multiplier = formatScaled(millionths, 6);
+  return { encoding, estimate: true, multiplier, label: `${encoding}*${multiplier}` };
+}
+
+function encodingOf(c: Checker, node: Raw, path: string, expected: string): Encoding | undefined {
+  const e = str(c, node, path);
+  if (e === undefined) return undefined;
+  if ((ENCODINGS as readonly string[]).includes(e)) return e as Encoding;
+  c.add(path, `unknown encoding "${e}" (${expected})`, node);
+  return undefined;
 }
 
 const SIZE_RE = /^(\d{1,6})x(\d{1,6})$/;

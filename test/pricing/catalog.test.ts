@@ -1,12 +1,6 @@
 import { describe, expect, test } from "vitest";
-import {
-  CatalogError,
-  applyTokenMultiplier,
-  catalogVersion,
-  estimateTokensFromChars,
-  parseCatalog,
-  resolveModel,
-} from "../../src/pricing/catalog.js";
+import { countWithSpec, type TokenizerSpec as MeteringSpec } from "../../src/metering/tokenizer.js";
+import { CatalogError, catalogVersion, parseCatalog, resolveModel, tokenizerSpecOf } from "../../src/pricing/catalog.js";
 
 /** Every problem of a bad catalog, as "path: message". */
 function problems(yaml: string): string[] {
@@ -111,9 +105,7 @@ models:
     input_per_1m: 0.5
     output_per_1m: 1
     aliases: [small-alias, small-2]
-    encoding: estimate
-    chars_per_token: 3.5
-    token_multiplier: 1.1
+    encoding: { fallback: cl100k_base, multiplier: 1.1 }
     max_output_tokens: 0
 images:
   qualities: [low, high]
@@ -148,9 +140,10 @@ video:
   test("models, tokenizers, caps", () => {
     const big = c.models.get("big")!;
     expect(big.defaultOutputTokens).toBe(1000); // default = max when not given
-    expect(big.tokenizer).toEqual({ encoding: "o200k_base", charsPerTokenMillionths: undefined, multiplierMillionths: 1_000_000n, estimated: false });
+    expect(big.tokenizer).toEqual({ encoding: "o200k_base", estimate: false, label: "o200k_base" });
+    expect(c.models.get("big-mini")!.tokenizer).toEqual({ encoding: "cl100k_base", estimate: false, label: "cl100k_base" });
     const small = c.models.get("small")!;
-    expect(small.tokenizer).toEqual({ encoding: "estimate", charsPerTokenMillionths: 3_500_000n, multiplierMillionths: 1_100_000n, estimated: true });
+    expect(small.tokenizer).toEqual({ encoding: "cl100k_base", estimate: true, multiplier: "1.1", label: "cl100k_base*1.1" });
     expect(small.maxOutputTokens).toBe(0);
     expect(c.patterns.map((p) => p.prefix)).toEqual(["big-mini", "big"]); // longest first
   });
@@ -186,14 +179,50 @@ video:
     expect(d.images!.qualities).toEqual(["standard"]);
     expect(d.images!.defaultQuality).toBe("standard");
   });
+});
 
-  test("token estimates: chars_per_token and the multiplier, rounded up", () => {
-    const small = c.models.get("small")!.tokenizer;
-    expect(estimateTokensFromChars(35, small)).toBe(11); // 35 / 3.5 = 10, × 1.1 = 11
-    expect(estimateTokensFromChars(36, small)).toBe(13); // ⌈36 / 3.5⌉ = 11, ⌈11 × 1.1⌉ = 13
-    expect(applyTokenMultiplier(100, small)).toBe(110);
-    expect(applyTokenMultiplier(100, c.models.get("big")!.tokenizer)).toBe(100);
-    expect(estimateTokensFromChars(0, small)).toBe(0);
+describe("tokenizers: the model's own encoding, or a declared fallback", () => {
+  const tokenizerOf = (encoding: string): unknown => parseCatalog(`models:\n  m: { input_per_1m: 1, output_per_1m: 1, max_output_tokens: 1, encoding: ${encoding} }\n`).models.get("m")!.tokenizer;
+
+  test("a shipped encoding is exact", () => {
+    expect(tokenizerOf("o200k_base")).toEqual({ encoding: "o200k_base", estimate: false, label: "o200k_base" });
+    expect(tokenizerOf('"cl100k_base"')).toEqual({ encoding: "cl100k_base", estimate: false, label: "cl100k_base" });
+  });
+
+  test("a fallback is an estimate; the multiplier is optional, read exactly and normalized", () => {
+    expect(tokenizerOf("{ fallback: cl100k_base }")).toEqual({ encoding: "cl100k_base", estimate: true, label: "cl100k_base" });
+    expect(tokenizerOf("{ fallback: o200k_base, multiplier: 1 }")).toEqual({ encoding: "o200k_base", estimate: true, label: "o200k_base" });
+    expect(tokenizerOf("{ fallback: cl100k_base, multiplier: 1.15 }")).toEqual({ encoding: "cl100k_base", estimate: true, multiplier: "1.15", label: "cl100k_base*1.15" });
+    expect(tokenizerOf('{ fallback: cl100k_base, multiplier: "1.150" }')).toMatchObject({ multiplier: "1.15", label: "cl100k_base*1.15" });
+    expect(tokenizerOf("{ fallback: cl100k_base, multiplier: 115e-2 }")).toMatchObject({ multiplier: "1.15" });
+    expect(tokenizerOf("{ fallback: cl100k_base, multiplier: 0.000001 }")).toMatchObject({ multiplier: "0.000001" });
+    expect(tokenizerOf("{ fallback: cl100k_base, multiplier: 10 }")).toMatchObject({ multiplier: "10", label: "cl100k_base*10" });
+    // block form, and JSON
+    const block = parseCatalog(`models:\n  m:\n    input_per_1m: 1\n    output_per_1m: 1\n    max_output_tokens: 1\n    encoding:\n      fallback: o200k_base\n      multiplier: 1.3\n`);
+    expect(block.models.get("m")!.tokenizer.label).toBe("o200k_base*1.3");
+    const json = parseCatalog(`{"models": {"m": {"input_per_1m": 1, "output_per_1m": 1, "max_output_tokens": 1, "encoding": {"fallback": "cl100k_base", "multiplier": "1.2"}}}}`);
+    expect(json.models.get("m")!.tokenizer.label).toBe("cl100k_base*1.2");
+  });
+
+  test("tokenizerSpecOf is the metering TokenizerSpec: same count, same label, same estimated flag", () => {
+    const c = parseCatalog(`models:
+  exact: { input_per_1m: 1, output_per_1m: 1, max_output_tokens: 1, encoding: o200k_base }
+  plain: { input_per_1m: 1, output_per_1m: 1, max_output_tokens: 1, encoding: { fallback: cl100k_base } }
+  scaled: { input_per_1m: 1, output_per_1m: 1, max_output_tokens: 1, encoding: { fallback: cl100k_base, multiplier: 1.15 } }
+`);
+    expect(tokenizerSpecOf(c.models.get("exact")!)).toEqual({ encoding: "o200k_base", estimate: false });
+    expect(tokenizerSpecOf(c.models.get("plain")!)).toEqual({ encoding: "cl100k_base", estimate: true });
+    expect(tokenizerSpecOf(c.models.get("scaled")!)).toEqual({ encoding: "cl100k_base", estimate: true, multiplier: "1.15" });
+    const text = "Claude's tokenizer is not shipped, so its counts are estimates made with a fallback encoding.";
+    const base = countWithSpec(text, { encoding: "cl100k_base" }).tokens;
+    for (const m of c.models.values()) {
+      const spec: MeteringSpec = tokenizerSpecOf(m); // assignable without a cast
+      const count = countWithSpec(text, spec);
+      expect(count.tokenizer).toBe(m.tokenizer.label);
+      expect(count.estimated).toBe(m.tokenizer.estimate);
+      if (m.name === "scaled") expect(count.tokens).toBe(Math.ceil((base * 115) / 100));
+      if (m.name === "plain") expect(count.tokens).toBe(base);
+    }
   });
 });
 
@@ -294,11 +323,25 @@ describe("validation: every error names the path of the bad entry", () => {
     ["models: { m: { input_per_1m: 1, output_per_1m: 1, cached_input_per_1m: -1, encoding: o200k_base, max_output_tokens: 1 } }", 'models["m"].cached_input_per_1m: must be ≥ 0'],
     ["models: { m: { input_per_1m: 1, output_per_1m: 1, reasoning_per_1m: x, encoding: o200k_base, max_output_tokens: 1 } }", 'models["m"].reasoning_per_1m: must be a decimal number, got "x"'],
     ["models: { m: { input_per_1m: 1, ouput_per_1m: 1, output_per_1m: 1, encoding: o200k_base, max_output_tokens: 1 } }", 'models["m"].ouput_per_1m: unknown field'],
-    ["models: { m: { input_per_1m: 1, output_per_1m: 1, max_output_tokens: 1 } }", 'models["m"].encoding: required (one of o200k_base, cl100k_base, estimate)'],
-    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: p50k, max_output_tokens: 1 } }", 'models["m"].encoding: unknown encoding "p50k" (one of o200k_base, cl100k_base, estimate)'],
-    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: o200k_base, chars_per_token: 4, max_output_tokens: 1 } }", 'models["m"].chars_per_token: only applies to encoding: estimate'],
-    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: estimate, chars_per_token: 0, max_output_tokens: 1 } }", 'models["m"].chars_per_token: must be > 0'],
-    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: estimate, token_multiplier: 0, max_output_tokens: 1 } }", 'models["m"].token_multiplier: must be > 0'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, max_output_tokens: 1 } }", 'models["m"].encoding: required: o200k_base or cl100k_base, or { fallback: <encoding>, multiplier: <number> } for a model whose tokenizer is not shipped'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: p50k, max_output_tokens: 1 } }", 'models["m"].encoding: unknown encoding "p50k" (o200k_base or cl100k_base, or { fallback: <encoding>, multiplier: <number> } for a model whose tokenizer is not shipped)'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: estimate, max_output_tokens: 1 } }", 'models["m"].encoding: unknown encoding "estimate" (o200k_base or cl100k_base, or { fallback:'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: 5, max_output_tokens: 1 } }", 'models["m"].encoding: must be o200k_base or cl100k_base, or { fallback: <encoding>, multiplier: <number> }'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: [o200k_base], max_output_tokens: 1 } }", 'models["m"].encoding: must be o200k_base or cl100k_base, or { fallback:'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: , max_output_tokens: 1 } }", 'models["m"].encoding: must be o200k_base or cl100k_base, or { fallback:'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: o200k_base, token_multiplier: 1.1, max_output_tokens: 1 } }", 'models["m"].token_multiplier: unknown field'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: o200k_base, chars_per_token: 4, max_output_tokens: 1 } }", 'models["m"].chars_per_token: unknown field'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: { multiplier: 1.15 }, max_output_tokens: 1 } }", 'models["m"].encoding.fallback: required (the shipped encoding to estimate with: o200k_base or cl100k_base)'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: { fallback: llama3 }, max_output_tokens: 1 } }", 'models["m"].encoding.fallback: unknown encoding "llama3" (one of o200k_base, cl100k_base)'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: { fallback: { a: 1 } }, max_output_tokens: 1 } }", 'models["m"].encoding.fallback: must be a non-empty string'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: { fallback: cl100k_base, chars_per_token: 3.5 }, max_output_tokens: 1 } }", 'models["m"].encoding.chars_per_token: unknown field (expected one of: fallback, multiplier)'],
+    ['models: { "claude-sonnet-4": { input_per_1m: 1, output_per_1m: 1, encoding: { fallback: cl100k_base, multiplier: 0 }, max_output_tokens: 1 } }', 'models["claude-sonnet-4"].encoding.multiplier: must be > 0'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: { fallback: cl100k_base, multiplier: -1.15 }, max_output_tokens: 1 } }", 'models["m"].encoding.multiplier: must be > 0'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: { fallback: cl100k_base, multiplier: 10.000001 }, max_output_tokens: 1 } }", 'models["m"].encoding.multiplier: must be ≤ 10'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: { fallback: cl100k_base, multiplier: 1.0000001 }, max_output_tokens: 1 } }", 'models["m"].encoding.multiplier: must have at most 6 decimal places, got "1.0000001"'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: { fallback: cl100k_base, multiplier: .inf }, max_output_tokens: 1 } }", 'models["m"].encoding.multiplier: must be a finite decimal number, got .inf'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: { fallback: cl100k_base, multiplier: lots }, max_output_tokens: 1 } }", 'models["m"].encoding.multiplier: must be a decimal number, got "lots"'],
+    ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: { fallback: cl100k_base, multiplier: true }, max_output_tokens: 1 } }", 'models["m"].encoding.multiplier: must be a decimal number like 1.15'],
     ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: o200k_base } }", 'models["m"].max_output_tokens: required (every hold must be bounded)'],
     ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: o200k_base, max_output_tokens: 100000001 } }", 'models["m"].max_output_tokens: must be an integer between 0 and 100000000'],
     ["models: { m: { input_per_1m: 1, output_per_1m: 1, encoding: o200k_base, max_output_tokens: 10, default_output_tokens: 11 } }", 'models["m"].default_output_tokens: must be ≤ max_output_tokens (10)'],

@@ -36,7 +36,7 @@ models:
     input_per_1m: 1
     output_per_1m: 4
     reasoning_per_1m: 2
-    encoding: estimate
+    encoding: { fallback: cl100k_base }
     max_output_tokens: 1000
 images:
   qualities: [standard, hd]
@@ -175,7 +175,7 @@ describe("tokens", () => {
   });
 
   test("unknown_models: price_as", () => {
-    const c = parseCatalog(`unknown_models: { price_as: m }\nmodels:\n  m: { input_per_1m: 1, output_per_1m: 2, encoding: estimate, max_output_tokens: 10 }\n`);
+    const c = parseCatalog(`unknown_models: { price_as: m }\nmodels:\n  m: { input_per_1m: 1, output_per_1m: 2, encoding: { fallback: cl100k_base }, max_output_tokens: 10 }\n`);
     const r = priceRequest(c, { model: "mystery", inputTokens: 1_000_000, maxOutputTokens: 0 });
     expect(r.items[0]).toMatchObject({ description: "mystery (priced as m) input tokens", subtotalMicros: C });
     expect(r.model).toMatchObject({ via: "unknown_models", requested: "mystery" });

@@ -24,7 +24,13 @@ test("every example catalog and the default catalog load", () => {
   expect(credits(d, { operation: "image.generate", image: { width: 1024, height: 1024, quality: "high" } })).toBe(16_700_000n);
   expect(credits(d, { operation: "video.generate", video: { seconds: 4, tier: "sora-2-pro" } })).toBe(120n * C);
   expect(() => priceRequest(d, { model: "some-new-model" })).toThrow(PricingError); // unknown_models: refuse
-  expect(priceRequest(d, { model: "claude-sonnet-4-20250514", maxOutputTokens: 1 }).model!.model.tokenizer.estimated).toBe(true);
+  expect(priceRequest(d, { model: "claude-sonnet-4-20250514", maxOutputTokens: 1 }).model!.model.tokenizer).toEqual({
+    encoding: "cl100k_base",
+    estimate: true,
+    multiplier: "1.15",
+    label: "cl100k_base*1.15",
+  });
+  for (const m of d.models.values()) expect(m.tokenizer.estimate).toBe(m.name.startsWith("claude-"));
 });
 
 describe("landing-page-builder", () => {
@@ -107,8 +113,9 @@ describe("chatbot-platform", () => {
   test("per-1K prices, aliases and estimated tokenizers", () => {
     expect(c.models.get("gpt-3.5-turbo")!.prices.inputPer1M).toBe(50n * C);
     expect(priceRequest(c, { operation: "chat", model: "claude-3-5-haiku-latest", maxOutputTokens: 0 }).model).toMatchObject({ via: "alias" });
-    expect(c.models.get("claude-3-5-haiku")!.tokenizer.estimated).toBe(true);
-    expect(c.models.get("claude-sonnet-4")!.tokenizer).toMatchObject({ encoding: "o200k_base", multiplierMillionths: 1_150_000n, estimated: true });
+    expect(c.models.get("claude-3-5-haiku")!.tokenizer).toEqual({ encoding: "cl100k_base", estimate: true, multiplier: "1.15", label: "cl100k_base*1.15" });
+    expect(c.models.get("claude-sonnet-4")!.tokenizer).toEqual({ encoding: "o200k_base", estimate: true, multiplier: "1.15", label: "o200k_base*1.15" });
+    expect(c.models.get("gpt-4o")!.tokenizer).toEqual({ encoding: "o200k_base", estimate: false, label: "o200k_base" });
   });
   test("standard and hd images", () => {
     expect(credits(c, { operation: "image.generate", image: { width: 1024, height: 1024 } })).toBe(4n * C);
@@ -150,6 +157,7 @@ test("describeCatalog shows the loaded catalog with exact credit strings", async
   ]);
   expect((d.operations[2]!.image as { sizes: unknown }).sizes).toEqual({ "1024x1024": { standard: "30" }, "2048x2048": { standard: "60" } });
   const chat = describeCatalog(load("chatbot-platform"));
-  expect(chat.models.find((m) => m.name === "gpt-4o-mini")).toMatchObject({ inputPer1M: "15", cachedInputPer1M: "7.5", outputPer1M: "60", encoding: "o200k_base" });
+  expect(chat.models.find((m) => m.name === "gpt-4o-mini")).toMatchObject({ inputPer1M: "15", cachedInputPer1M: "7.5", outputPer1M: "60", encoding: "o200k_base", tokenizer: "o200k_base", estimated: false });
+  expect(chat.models.find((m) => m.name === "claude-3-5-haiku")).toMatchObject({ encoding: "cl100k_base", tokenizer: "cl100k_base*1.15", estimated: true });
   expect(JSON.stringify(chat)).toContain('"version"'); // JSON-safe: no bigint inside
 });
