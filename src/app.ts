@@ -10,8 +10,12 @@ import { type GrpcServerHandle, startGrpcServer } from "./rpc/grpc-server.js";
 import { type HttpServerHandle, startHttpServer } from "./rpc/http-server.js";
 import { instrument } from "./rpc/instrument.js";
 import type { ServiceBinding } from "./rpc/types.js";
+import { Meter } from "./metering/index.js";
+import { CatalogRegistry } from "./pricing/registry.js";
+import { CatalogStore } from "./pricing/store.js";
 import { adminService } from "./service/admin-service.js";
 import { creditService } from "./service/credit-service.js";
+import { Pricer } from "./service/pricing.js";
 
 export type AppConfig = Pick<
   Config,
@@ -24,10 +28,17 @@ export type AppConfig = Pick<
   | "ledgerMaxEntries"
   | "sweepIntervalSeconds"
   | "shutdownTimeoutSeconds"
+  | "catalog"
+  | "maxPromptBytes"
+  | "countInlineMaxBytes"
+  | "countWorkers"
+  | "countCacheEntries"
 >;
 
 export interface App {
   ledger: Ledger;
+  catalogs: CatalogStore;
+  meter: Meter;
   grpcPort: number;
   httpPort: number;
   /** NOT_SERVING, then in-flight calls finish (bounded by shutdownTimeoutSeconds), then the servers close. */
@@ -35,13 +46,14 @@ export interface App {
 }
 
 /** The service bindings both edges serve: one implementation per RPC, instrumented once. */
-export function bindings(ledger: Ledger, config: AppConfig, logger: Logger): ServiceBinding[] {
+export function bindings(ledger: Ledger, pricer: Pricer, config: AppConfig, logger: Logger): ServiceBinding[] {
   return [
     instrument(
       {
         service: CreditService,
         handlers: creditService({
           ledger,
+          pricer,
           holdTtlDefaultSeconds: config.holdTtlDefaultSeconds,
           holdTtlMaxSeconds: config.holdTtlMaxSeconds,
         }),
@@ -71,7 +83,25 @@ export async function startApp(opts: {
   });
   await ledger.loadScripts();
 
-  const served = bindings(ledger, config, logger);
+  // A bad catalog at start stops the start (CatalogError names the bad entries); later reloads keep the old one.
+  const catalogs = new CatalogStore({ ...(config.catalog ? { path: config.catalog } : {}), logger });
+  const meter = new Meter({
+    maxInputBytes: config.maxPromptBytes,
+    inlineMaxBytes: config.countInlineMaxBytes,
+    cacheEntries: config.countCacheEntries,
+    ...(config.countWorkers > 0 ? { workers: config.countWorkers } : {}),
+  });
+  // A hold priced with a catalog version stays settleable for as long as the hold and its record can live.
+  const registry = new CatalogRegistry(
+    redis,
+    config.keyPrefix,
+    (config.holdTtlMaxSeconds + config.idempotencyTtlSeconds) * 1000,
+  );
+  const pricer = new Pricer(catalogs, meter, registry);
+  await registry.publish(catalogs.current);
+  const stopWatching = config.catalog ? catalogs.watch() : () => {};
+
+  const served = bindings(ledger, pricer, config, logger);
   let grpc: GrpcServerHandle | undefined;
   let http: HttpServerHandle | undefined;
   try {
@@ -109,6 +139,8 @@ export async function startApp(opts: {
   const httpServer = http;
   return {
     ledger,
+    catalogs,
+    meter,
     grpcPort: grpcServer.port,
     httpPort: httpServer.port,
     async stop() {
@@ -118,6 +150,9 @@ export async function startApp(opts: {
       redis.off("ready", onReady);
       const timeoutMs = config.shutdownTimeoutSeconds * 1000;
       await Promise.all([sweeper.stop(), grpcServer.shutdown(timeoutMs), httpServer.close(timeoutMs)]);
+      stopWatching();
+      catalogs.close();
+      await meter.close();
     },
   };
 }

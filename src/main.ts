@@ -60,6 +60,9 @@ async function main(): Promise<void> {
       "creditd serving",
     );
 
+    // SIGHUP reloads the catalog (a bad one is refused and logged; the old one keeps serving).
+    app.catalogs.installSighupHandler();
+
     let stopping = false;
     const shutdown = (signal: string) => {
       if (stopping) return;

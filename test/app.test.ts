@@ -55,7 +55,8 @@ it("health is SERVING only while Redis answers, and again once it is back with t
     config: {
       grpcAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", keyPrefix: uniquePrefix(), holdTtlDefaultSeconds: 60,
       holdTtlMaxSeconds: 600, idempotencyTtlSeconds: 3600, ledgerMaxEntries: 0, sweepIntervalSeconds: 0,
-      shutdownTimeoutSeconds: 1,
+      shutdownTimeoutSeconds: 1, catalog: undefined, maxPromptBytes: 1 << 20, countInlineMaxBytes: 16384,
+      countWorkers: 1, countCacheEntries: 100,
     },
   });
   cleanups.push(() => app.stop());

@@ -36,6 +36,13 @@ export interface Config {
   /** 0 = background sweeper disabled. */
   readonly sweepIntervalSeconds: number;
   readonly shutdownTimeoutSeconds: number;
+  /** Absolute path of the price catalog (YAML); undefined: the built-in default catalog. */
+  readonly catalog: string | undefined;
+  readonly maxPromptBytes: number;
+  readonly countInlineMaxBytes: number;
+  /** 0 = one less than the machine's cores (at least 1). */
+  readonly countWorkers: number;
+  readonly countCacheEntries: number;
   readonly logLevel: LevelWithSilent;
   /** Absolute path of the JSON file the configuration was read from, if any. */
   readonly configFile: string | undefined;
@@ -267,6 +274,44 @@ const SETTINGS: readonly AnySetting[] = [
     default: "10",
     ...integer(0, 3600),
     description: "On SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits.",
+  },
+  {
+    key: "catalog",
+    env: "CREDITD_CATALOG",
+    default: undefined,
+    allowed: "a path to a YAML catalog file (relative paths resolve against the working directory)",
+    description:
+      "The price catalog (operations, models, images, video). Reloaded when the file changes or on SIGHUP; " +
+      "a bad new catalog is refused and the old one keeps serving. Unset: the built-in default catalog.",
+    parse: (raw, ctx) => resolve(ctx.cwd, raw),
+  },
+  {
+    key: "maxPromptBytes",
+    env: "CREDITD_MAX_PROMPT_BYTES",
+    default: "4194304",
+    ...integer(1024, 64 * 1024 * 1024),
+    description: "Largest prompt text (or chat, per message) creditd counts; larger is refused before any counting.",
+  },
+  {
+    key: "countInlineMaxBytes",
+    env: "CREDITD_COUNT_INLINE_MAX_BYTES",
+    default: "16384",
+    ...integer(0, 64 * 1024 * 1024),
+    description: "Texts up to this size are counted on the event loop; larger ones on worker threads.",
+  },
+  {
+    key: "countWorkers",
+    env: "CREDITD_COUNT_WORKERS",
+    default: "0",
+    ...integer(0, 64),
+    description: "Worker threads that count large texts; 0 = one less than the machine's cores (at least 1).",
+  },
+  {
+    key: "countCacheEntries",
+    env: "CREDITD_COUNT_CACHE_ENTRIES",
+    default: "50000",
+    ...integer(0, 10_000_000),
+    description: "Token counts remembered by a hash of the text (never the text), so repeated content is nearly free.",
   },
   {
     key: "logLevel",

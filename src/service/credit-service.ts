@@ -3,39 +3,62 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import {
   type CreditService,
+  EstimateResponseSchema,
+  EstimateSchema,
   GetBalanceResponseSchema,
+  GetCatalogResponseSchema,
   ReserveResponseSchema,
   RefundResponseSchema,
   SettleResponseSchema,
 } from "../gen/creditd/v1/credit_service_pb.js";
+import { type Receipt, ReceiptSchema } from "../gen/creditd/v1/pricing_pb.js";
+import { fromJsonString } from "@bufbuild/protobuf";
 import { ReservationState } from "../gen/creditd/v1/types_pb.js";
 import type { Ledger } from "../ledger/ledger.js";
 import type { ServiceHandlers } from "../rpc/types.js";
 import { toAmounts, toBucket } from "./convert.js";
 import { Reason, domainError, formatCredits, invalidField } from "./errors.js";
+import type { Pricer } from "./pricing.js";
 import * as v from "./validate.js";
 
 export interface CreditServiceOptions {
   ledger: Ledger;
+  pricer: Pricer;
   holdTtlDefaultSeconds: number;
   holdTtlMaxSeconds: number;
 }
 
+/** Estimate prices at most this many requests per call. */
+export const MAX_ESTIMATE_REQUESTS = 100;
+
 /** The proxy's calls. Validation first (nothing reaches Redis on bad input), then one ledger call each. */
 export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeof CreditService> {
-  const { ledger } = opts;
+  const { ledger, pricer } = opts;
   const ttlNote = ` (0 takes the default, ${opts.holdTtlDefaultSeconds})`;
 
   return {
     async reserve(req) {
       const accountId = v.accountId("account_id", req.accountId);
       const requestId = v.idempotencyKey("request_id", req.requestId);
-      if (req.cost.case !== "amountMicros") throw invalidField("amount_micros", "required");
-      const amountMicros = v.micros("amount_micros", req.cost.value, { allowZero: false });
       const ttlSeconds =
         v.intInRange("ttl_seconds", req.ttlSeconds, 0, opts.holdTtlMaxSeconds, ttlNote) || opts.holdTtlDefaultSeconds;
+      if (req.cost.case === undefined) throw invalidField("amount_micros", "required (or priced)");
+      const priced = req.cost.case === "priced" ? await pricer.priceHold("priced", accountId, req.cost.value) : undefined;
+      const amountMicros = priced
+        ? priced.amountMicros
+        : v.micros("amount_micros", req.cost.case === "amountMicros" ? req.cost.value : undefined, { allowZero: false });
 
-      const r = await ledger.reserve({ accountId, requestId, amountMicros, ttlMs: ttlSeconds * 1000 });
+      const r = priced
+        ? await ledger.reserve({
+            accountId,
+            requestId,
+            // A free operation holds 0: it still gets its reservation, its Settle and its ledger entries.
+            amountMicros,
+            ttlMs: ttlSeconds * 1000,
+            fingerprint: priced.fingerprint,
+            pricing: { context: priced.context, catalogVersion: priced.catalogVersion },
+          })
+        : await ledger.reserve({ accountId, requestId, amountMicros, ttlMs: ttlSeconds * 1000 });
       switch (r.status) {
         case "held":
         case "replayed":
@@ -46,6 +69,7 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
             expiresAt: timestampFromMs(r.expiresAtMs),
             replayed: r.status === "replayed",
             heldFrom: toAmounts(r.heldFrom),
+            ...(priced ? { estimate: priced.receipt, maxOutputTokens: BigInt(priced.maxOutputTokens) } : {}),
           });
         case "insufficient":
           throw domainError(
@@ -58,7 +82,7 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
           throw domainError(
             Code.AlreadyExists,
             Reason.RequestIdConflict,
-            `request_id ${requestId} was already used with amount_micros ${r.firstAmountMicros}`,
+            `request_id ${requestId} was already used for a different request (held ${r.firstAmountMicros} micros)`,
             { request_id: requestId, first_amount_micros: String(r.firstAmountMicros) },
           );
         case "request_id_taken":
@@ -74,10 +98,29 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
 
     async settle(req) {
       const reservation = v.reservationId("reservation_id", req.reservationId);
-      if (req.cost.case !== "chargeMicros") throw invalidField("charge_micros", "required");
-      const chargeMicros = v.micros("charge_micros", req.cost.value, { allowZero: true });
+      let chargeMicros: number;
+      let receipt: { message: Receipt; json: string } | undefined;
+      if (req.cost.case === "usage") {
+        const held = await ledger.reservation(reservation.accountId, reservation.requestId);
+        if (!held) throw notFound(req.reservationId);
+        if (!held.pricing) {
+          throw domainError(
+            Code.FailedPrecondition,
+            Reason.NotPriced,
+            `usage: reservation ${req.reservationId} was made with amount_micros; settle it with charge_micros`,
+            { reservation_id: req.reservationId },
+          );
+        }
+        const priced = await pricer.priceUsage(reservation.accountId, held.pricing, req.cost.value);
+        chargeMicros = priced.chargeMicros;
+        receipt = { message: priced.receipt, json: priced.receiptJson };
+      } else {
+        chargeMicros = v.micros("charge_micros", req.cost.case === "chargeMicros" ? req.cost.value : undefined, {
+          allowZero: true,
+        });
+      }
 
-      const r = await ledger.settle(reservation, chargeMicros);
+      const r = await ledger.settle(reservation, chargeMicros, receipt?.json ?? "");
       switch (r.status) {
         case "settled":
         case "replayed":
@@ -88,6 +131,8 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
             holdExpired: r.holdExpired,
             uncoveredMicros: BigInt(r.uncoveredMicros),
             replayed: r.status === "replayed",
+            // A replay answers with the receipt the first Settle stored.
+            ...(r.receipt ? { receipt: r.status === "replayed" ? storedReceipt(r.receipt) : receipt?.message } : {}),
           });
         case "not_found":
           throw notFound(req.reservationId);
@@ -136,7 +181,56 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
         expiredMicros: BigInt(b.expiredMicros),
       });
     },
+
+    async estimate(req) {
+      if (req.requests.length === 0) throw invalidField("requests", "required: at least one request");
+      if (req.requests.length > MAX_ESTIMATE_REQUESTS) {
+        throw invalidField("requests", `at most ${MAX_ESTIMATE_REQUESTS} per call`);
+      }
+      // Counting is scoped to no account here: an estimate may come before any account exists.
+      const items = [];
+      for (const [i, p] of req.requests.entries()) items.push(await pricer.estimate(`requests[${i}]`, "", p));
+      return create(EstimateResponseSchema, {
+        totalMicros: items.reduce((sum, it) => sum + (it.receipt.totalMicros ?? 0n), 0n),
+        items: items.map((it) => create(EstimateSchema, { receipt: it.receipt, maxOutputTokens: BigInt(it.maxOutputTokens) })),
+      });
+    },
+
+    async getCatalog() {
+      const c = pricer.catalog;
+      return create(GetCatalogResponseSchema, {
+        version: c.version,
+        name: c.name ?? "",
+        path: c.path ?? "",
+        source: c.source,
+      });
+    },
   };
+}
+
+/** The ledger keeps receipts in their compact JSON form; a replayed Settle rebuilds the message from it. */
+function storedReceipt(json: string): Receipt {
+  const r = JSON.parse(json) as {
+    v: string;
+    total: string;
+    rounded_from?: string;
+    tokenizer?: string;
+    estimated?: boolean;
+    items: Array<[string, string, string, string, string]>;
+  };
+  return fromJsonString(
+    ReceiptSchema,
+    JSON.stringify({
+      catalogVersion: r.v,
+      totalMicros: r.total,
+      roundedFromMicros: r.rounded_from ?? "0",
+      tokenizer: r.tokenizer ?? "",
+      estimated: r.estimated ?? false,
+      items: r.items.map(([description, quantity, unitPriceMicros, per, subtotalMicros]) => ({
+        description, quantity, unitPriceMicros, per, subtotalMicros,
+      })),
+    }),
+  );
 }
 
 export function notFound(reservationId: string) {

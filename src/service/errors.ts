@@ -24,6 +24,14 @@ export const Reason = {
   AlreadyRefunded: "ALREADY_REFUNDED",
   /** NOT_FOUND: no such reservation (never made, or past its retention). */
   ReservationNotFound: "RESERVATION_NOT_FOUND",
+  /** FAILED_PRECONDITION: the priced request's worst case is above its max_credits_micros (metadata required_micros). */
+  MaxCreditsExceeded: "MAX_CREDITS_EXCEEDED",
+  /** FAILED_PRECONDITION: Settle with usage, but the catalog version of the hold is gone; settle with charge_micros. */
+  CatalogVersionGone: "CATALOG_VERSION_GONE",
+  /** FAILED_PRECONDITION: Settle with usage of a reservation made with an explicit amount. */
+  NotPriced: "NOT_PRICED",
+  /** UNAVAILABLE: too many large texts are being counted; retry. */
+  CountingOverloaded: "COUNTING_OVERLOADED",
 } as const;
 
 export function domainError(

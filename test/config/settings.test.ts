@@ -56,6 +56,11 @@ describe("loadConfig defaults", () => {
       ledgerMaxEntries: 100000,
       sweepIntervalSeconds: 15,
       shutdownTimeoutSeconds: 10,
+      catalog: undefined,
+      maxPromptBytes: 4194304,
+      countInlineMaxBytes: 16384,
+      countWorkers: 0,
+      countCacheEntries: 50000,
       logLevel: "info",
       configFile: undefined,
     });
@@ -294,11 +299,23 @@ describe("settings table", () => {
       "CREDITD_LEDGER_MAX_ENTRIES",
       "CREDITD_SWEEP_INTERVAL_SECONDS",
       "CREDITD_SHUTDOWN_TIMEOUT_SECONDS",
+      "CREDITD_CATALOG",
+      "CREDITD_MAX_PROMPT_BYTES",
+      "CREDITD_COUNT_INLINE_MAX_BYTES",
+      "CREDITD_COUNT_WORKERS",
+      "CREDITD_COUNT_CACHE_ENTRIES",
       "CREDITD_LOG_LEVEL",
       "CREDITD_CONFIG_FILE",
     ]);
     for (const row of rows) expect(row.description.length).toBeGreaterThan(10);
     expect(rows.find((r) => r.env === "CREDITD_HOLD_TTL_DEFAULT_SECONDS")?.default).toBe("600");
+  });
+
+  it("resolves the catalog path against the working directory", () => {
+    expect(load({ CREDITD_CATALOG: "examples/catalogs/chatbot-platform.yaml" }).config.catalog).toBe(
+      "/srv/app/examples/catalogs/chatbot-platform.yaml",
+    );
+    expect(() => load({ CREDITD_MAX_PROMPT_BYTES: "12" })).toThrow(/CREDITD_MAX_PROMPT_BYTES: must be an integer between 1024/);
   });
 
   it("every default in the table loads (the table cannot drift from the parser)", () => {

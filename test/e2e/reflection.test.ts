@@ -142,7 +142,7 @@ describe("e2e: server reflection (grpcurl-style)", () => {
     );
     const creditService = registry.getService("creditd.v1.CreditService");
     const adminService = registry.getService("creditd.v1.AdminService");
-    expect(creditService?.methods.map((m) => m.name)).toEqual(["Reserve", "Settle", "Refund", "GetBalance"]);
+    expect(creditService?.methods.map((m) => m.name)).toEqual(["Reserve", "Settle", "Refund", "GetBalance", "Estimate", "GetCatalog"]);
     expect(adminService?.methods.map((m) => m.name)).toEqual(["Grant", "GetReservation"]);
 
     // Credits to read back: Grant, with the request message and the enum value resolved by name via reflection.

@@ -21,6 +21,7 @@ import {
 import {
   CreditService,
   GetBalanceResponseSchema,
+  GetCatalogResponseSchema,
   RefundResponseSchema,
   ReserveResponseSchema,
   SettleResponseSchema,
@@ -92,6 +93,12 @@ export function creditBinding(probe: Probe = {}): ServiceBinding<typeof CreditSe
       },
       async getBalance(req) {
         return create(GetBalanceResponseSchema, { accountId: req.accountId, availableMicros: AVAILABLE });
+      },
+      async estimate() {
+        throw new ConnectError("not served by this fixture", Code.Unimplemented);
+      },
+      async getCatalog() {
+        return create(GetCatalogResponseSchema, { version: "fixture", source: "operations: {}\n" });
       },
     },
   };

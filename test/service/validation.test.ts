@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import {
   GetReservationRequestSchema,
   GrantRequestSchema,
@@ -16,6 +16,7 @@ import { adminService } from "../../src/service/admin-service.js";
 import { creditService } from "../../src/service/credit-service.js";
 import { formatCredits } from "../../src/service/errors.js";
 import { C, T0, type TestLedger, openLedger, snapshot } from "../support/ledger.js";
+import { testPricer } from "../support/pricing.js";
 import { useTestRedis } from "../support/redis.js";
 
 const env = useTestRedis();
@@ -23,10 +24,13 @@ let t: TestLedger;
 let credit: ReturnType<typeof creditService>;
 let admin: ReturnType<typeof adminService>;
 const ctx = { signal: new AbortController().signal };
+let pricing: ReturnType<typeof testPricer> | undefined;
+afterAll(() => pricing?.close());
 
 beforeEach(async () => {
   t = await openLedger(env.redis);
-  credit = creditService({ ledger: t.ledger, holdTtlDefaultSeconds: 600, holdTtlMaxSeconds: 3600 });
+  pricing ??= testPricer(env.redis, t.prefix);
+  credit = creditService({ ledger: t.ledger, pricer: pricing.pricer, holdTtlDefaultSeconds: 600, holdTtlMaxSeconds: 3600 });
   admin = adminService({ ledger: t.ledger });
   // An account with credits and a live hold, so a call that slipped past validation would change something.
   await admin.grant(create(GrantRequestSchema, { accountId: "acme", grantId: "g-0", amountMicros: 100n * BigInt(C), kind: BucketKind.ALLOWANCE }), ctx);

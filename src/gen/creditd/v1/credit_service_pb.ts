@@ -4,6 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { PricedRequest, Receipt, Usage } from "./pricing_pb.js";
+import { file_creditd_v1_pricing } from "./pricing_pb.js";
 import type { Bucket, BucketAmount, ReservationState } from "./types_pb.js";
 import { file_creditd_v1_types } from "./types_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file creditd/v1/credit_service.proto.
  */
 export const file_creditd_v1_credit_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jcmVkaXRkL3YxL2NyZWRpdF9zZXJ2aWNlLnByb3RvEgpjcmVkaXRkLnYxIm4KDlJlc2VydmVSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRIXCg1hbW91bnRfbWljcm9zGAMgASgDSAASEwoLdHRsX3NlY29uZHMYBCABKAVCBgoEY29zdCLHAQoPUmVzZXJ2ZVJlc3BvbnNlEhYKDnJlc2VydmF0aW9uX2lkGAEgASgJEhMKC2hlbGRfbWljcm9zGAIgASgDEhgKEGF2YWlsYWJsZV9taWNyb3MYAyABKAMSLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmVwbGF5ZWQYBSABKAgSKwoJaGVsZF9mcm9tGAYgAygLMhguY3JlZGl0ZC52MS5CdWNrZXRBbW91bnQiSAoNU2V0dGxlUmVxdWVzdBIWCg5yZXNlcnZhdGlvbl9pZBgBIAEoCRIXCg1jaGFyZ2VfbWljcm9zGAIgASgDSABCBgoEY29zdCKdAQoOU2V0dGxlUmVzcG9uc2USFgoOY2hhcmdlZF9taWNyb3MYASABKAMSFwoPcmVsZWFzZWRfbWljcm9zGAIgASgDEhgKEGF2YWlsYWJsZV9taWNyb3MYAyABKAMSFAoMaG9sZF9leHBpcmVkGAQgASgIEhgKEHVuY292ZXJlZF9taWNyb3MYBSABKAMSEAoIcmVwbGF5ZWQYBiABKAgiNwoNUmVmdW5kUmVxdWVzdBIWCg5yZXNlcnZhdGlvbl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkimgEKDlJlZnVuZFJlc3BvbnNlEhcKD3JlZnVuZGVkX21pY3JvcxgBIAEoAxIYChBhdmFpbGFibGVfbWljcm9zGAIgASgDEhYKDmV4cGlyZWRfbWljcm9zGAMgASgDEisKBXN0YXRlGAQgASgOMhwuY3JlZGl0ZC52MS5SZXNlcnZhdGlvblN0YXRlEhAKCHJlcGxheWVkGAUgASgIIicKEUdldEJhbGFuY2VSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkixAEKEkdldEJhbGFuY2VSZXNwb25zZRISCgphY2NvdW50X2lkGAEgASgJEhgKEGF2YWlsYWJsZV9taWNyb3MYAiABKAMSEwoLaGVsZF9taWNyb3MYAyABKAMSIwoHYnVja2V0cxgEIAMoCzISLmNyZWRpdGQudjEuQnVja2V0EhYKDmdyYW50ZWRfbWljcm9zGAUgASgDEhYKDmNoYXJnZWRfbWljcm9zGAYgASgDEhYKDmV4cGlyZWRfbWljcm9zGAcgASgDMqICCg1DcmVkaXRTZXJ2aWNlEkIKB1Jlc2VydmUSGi5jcmVkaXRkLnYxLlJlc2VydmVSZXF1ZXN0GhsuY3JlZGl0ZC52MS5SZXNlcnZlUmVzcG9uc2USPwoGU2V0dGxlEhkuY3JlZGl0ZC52MS5TZXR0bGVSZXF1ZXN0GhouY3JlZGl0ZC52MS5TZXR0bGVSZXNwb25zZRI/CgZSZWZ1bmQSGS5jcmVkaXRkLnYxLlJlZnVuZFJlcXVlc3QaGi5jcmVkaXRkLnYxLlJlZnVuZFJlc3BvbnNlEksKCkdldEJhbGFuY2USHS5jcmVkaXRkLnYxLkdldEJhbGFuY2VSZXF1ZXN0Gh4uY3JlZGl0ZC52MS5HZXRCYWxhbmNlUmVzcG9uc2ViBnByb3RvMw", [file_creditd_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jcmVkaXRkL3YxL2NyZWRpdF9zZXJ2aWNlLnByb3RvEgpjcmVkaXRkLnYxIpsBCg5SZXNlcnZlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSFwoNYW1vdW50X21pY3JvcxgDIAEoA0gAEisKBnByaWNlZBgFIAEoCzIZLmNyZWRpdGQudjEuUHJpY2VkUmVxdWVzdEgAEhMKC3R0bF9zZWNvbmRzGAQgASgFQgYKBGNvc3QiiQIKD1Jlc2VydmVSZXNwb25zZRIWCg5yZXNlcnZhdGlvbl9pZBgBIAEoCRITCgtoZWxkX21pY3JvcxgCIAEoAxIYChBhdmFpbGFibGVfbWljcm9zGAMgASgDEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlcGxheWVkGAUgASgIEisKCWhlbGRfZnJvbRgGIAMoCzIYLmNyZWRpdGQudjEuQnVja2V0QW1vdW50EiUKCGVzdGltYXRlGAcgASgLMhMuY3JlZGl0ZC52MS5SZWNlaXB0EhkKEW1heF9vdXRwdXRfdG9rZW5zGAggASgDImwKDVNldHRsZVJlcXVlc3QSFgoOcmVzZXJ2YXRpb25faWQYASABKAkSFwoNY2hhcmdlX21pY3JvcxgCIAEoA0gAEiIKBXVzYWdlGAMgASgLMhEuY3JlZGl0ZC52MS5Vc2FnZUgAQgYKBGNvc3QiwwEKDlNldHRsZVJlc3BvbnNlEhYKDmNoYXJnZWRfbWljcm9zGAEgASgDEhcKD3JlbGVhc2VkX21pY3JvcxgCIAEoAxIYChBhdmFpbGFibGVfbWljcm9zGAMgASgDEhQKDGhvbGRfZXhwaXJlZBgEIAEoCBIYChB1bmNvdmVyZWRfbWljcm9zGAUgASgDEhAKCHJlcGxheWVkGAYgASgIEiQKB3JlY2VpcHQYByABKAsyEy5jcmVkaXRkLnYxLlJlY2VpcHQiNwoNUmVmdW5kUmVxdWVzdBIWCg5yZXNlcnZhdGlvbl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkimgEKDlJlZnVuZFJlc3BvbnNlEhcKD3JlZnVuZGVkX21pY3JvcxgBIAEoAxIYChBhdmFpbGFibGVfbWljcm9zGAIgASgDEhYKDmV4cGlyZWRfbWljcm9zGAMgASgDEisKBXN0YXRlGAQgASgOMhwuY3JlZGl0ZC52MS5SZXNlcnZhdGlvblN0YXRlEhAKCHJlcGxheWVkGAUgASgIIicKEUdldEJhbGFuY2VSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkixAEKEkdldEJhbGFuY2VSZXNwb25zZRISCgphY2NvdW50X2lkGAEgASgJEhgKEGF2YWlsYWJsZV9taWNyb3MYAiABKAMSEwoLaGVsZF9taWNyb3MYAyABKAMSIwoHYnVja2V0cxgEIAMoCzISLmNyZWRpdGQudjEuQnVja2V0EhYKDmdyYW50ZWRfbWljcm9zGAUgASgDEhYKDmNoYXJnZWRfbWljcm9zGAYgASgDEhYKDmV4cGlyZWRfbWljcm9zGAcgASgDIj4KD0VzdGltYXRlUmVxdWVzdBIrCghyZXF1ZXN0cxgBIAMoCzIZLmNyZWRpdGQudjEuUHJpY2VkUmVxdWVzdCJNChBFc3RpbWF0ZVJlc3BvbnNlEhQKDHRvdGFsX21pY3JvcxgBIAEoAxIjCgVpdGVtcxgCIAMoCzIULmNyZWRpdGQudjEuRXN0aW1hdGUiSwoIRXN0aW1hdGUSJAoHcmVjZWlwdBgBIAEoCzITLmNyZWRpdGQudjEuUmVjZWlwdBIZChFtYXhfb3V0cHV0X3Rva2VucxgCIAEoAyITChFHZXRDYXRhbG9nUmVxdWVzdCKAAQoSR2V0Q2F0YWxvZ1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSDAoEbmFtZRgCIAEoCRIMCgRwYXRoGAMgASgJEg4KBnNvdXJjZRgEIAEoCRItCglsb2FkZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMrYDCg1DcmVkaXRTZXJ2aWNlEkIKB1Jlc2VydmUSGi5jcmVkaXRkLnYxLlJlc2VydmVSZXF1ZXN0GhsuY3JlZGl0ZC52MS5SZXNlcnZlUmVzcG9uc2USPwoGU2V0dGxlEhkuY3JlZGl0ZC52MS5TZXR0bGVSZXF1ZXN0GhouY3JlZGl0ZC52MS5TZXR0bGVSZXNwb25zZRI/CgZSZWZ1bmQSGS5jcmVkaXRkLnYxLlJlZnVuZFJlcXVlc3QaGi5jcmVkaXRkLnYxLlJlZnVuZFJlc3BvbnNlEksKCkdldEJhbGFuY2USHS5jcmVkaXRkLnYxLkdldEJhbGFuY2VSZXF1ZXN0Gh4uY3JlZGl0ZC52MS5HZXRCYWxhbmNlUmVzcG9uc2USRQoIRXN0aW1hdGUSGy5jcmVkaXRkLnYxLkVzdGltYXRlUmVxdWVzdBocLmNyZWRpdGQudjEuRXN0aW1hdGVSZXNwb25zZRJLCgpHZXRDYXRhbG9nEh0uY3JlZGl0ZC52MS5HZXRDYXRhbG9nUmVxdWVzdBoeLmNyZWRpdGQudjEuR2V0Q2F0YWxvZ1Jlc3BvbnNlYgZwcm90bzM", [file_creditd_v1_pricing, file_creditd_v1_types, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message creditd.v1.ReserveRequest
@@ -35,7 +37,7 @@ export type ReserveRequest = Message<"creditd.v1.ReserveRequest"> & {
   requestId: string;
 
   /**
-   * What to hold. Pricing requests will join this oneof.
+   * What to hold: an explicit amount, or a request for creditd to price (the worst case is held).
    *
    * @generated from oneof creditd.v1.ReserveRequest.cost
    */
@@ -47,6 +49,12 @@ export type ReserveRequest = Message<"creditd.v1.ReserveRequest"> & {
      */
     value: bigint;
     case: "amountMicros";
+  } | {
+    /**
+     * @generated from field: creditd.v1.PricedRequest priced = 5;
+     */
+    value: PricedRequest;
+    case: "priced";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -107,6 +115,20 @@ export type ReserveResponse = Message<"creditd.v1.ReserveResponse"> & {
    * @generated from field: repeated creditd.v1.BucketAmount held_from = 6;
    */
   heldFrom: BucketAmount[];
+
+  /**
+   * For a priced request: how the hold was priced (the worst case).
+   *
+   * @generated from field: creditd.v1.Receipt estimate = 7;
+   */
+  estimate?: Receipt | undefined;
+
+  /**
+   * For a token-priced request: the output cap the hold covers. Send it upstream as the max tokens.
+   *
+   * @generated from field: int64 max_output_tokens = 8;
+   */
+  maxOutputTokens: bigint;
 };
 
 /**
@@ -126,7 +148,7 @@ export type SettleRequest = Message<"creditd.v1.SettleRequest"> & {
   reservationId: string;
 
   /**
-   * The real cost. Usage-based pricing will join this oneof.
+   * The real cost: an amount, or the real usage of a priced reservation (priced with the hold's catalog version).
    *
    * @generated from oneof creditd.v1.SettleRequest.cost
    */
@@ -138,6 +160,12 @@ export type SettleRequest = Message<"creditd.v1.SettleRequest"> & {
      */
     value: bigint;
     case: "chargeMicros";
+  } | {
+    /**
+     * @generated from field: creditd.v1.Usage usage = 3;
+     */
+    value: Usage;
+    case: "usage";
   } | { case: undefined; value?: undefined };
 };
 
@@ -189,6 +217,13 @@ export type SettleResponse = Message<"creditd.v1.SettleResponse"> & {
    * @generated from field: bool replayed = 6;
    */
   replayed: boolean;
+
+  /**
+   * For a Settle with usage: how the charge was priced. Kept in the ledger entry.
+   *
+   * @generated from field: creditd.v1.Receipt receipt = 7;
+   */
+  receipt?: Receipt | undefined;
 };
 
 /**
@@ -339,6 +374,125 @@ export const GetBalanceResponseSchema: GenMessage<GetBalanceResponse> = /*@__PUR
   messageDesc(file_creditd_v1_credit_service, 7);
 
 /**
+ * @generated from message creditd.v1.EstimateRequest
+ */
+export type EstimateRequest = Message<"creditd.v1.EstimateRequest"> & {
+  /**
+   * @generated from field: repeated creditd.v1.PricedRequest requests = 1;
+   */
+  requests: PricedRequest[];
+};
+
+/**
+ * Describes the message creditd.v1.EstimateRequest.
+ * Use `create(EstimateRequestSchema)` to create a new message.
+ */
+export const EstimateRequestSchema: GenMessage<EstimateRequest> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_credit_service, 8);
+
+/**
+ * @generated from message creditd.v1.EstimateResponse
+ */
+export type EstimateResponse = Message<"creditd.v1.EstimateResponse"> & {
+  /**
+   * The sum of the items' totals.
+   *
+   * @generated from field: int64 total_micros = 1;
+   */
+  totalMicros: bigint;
+
+  /**
+   * One per request, in order.
+   *
+   * @generated from field: repeated creditd.v1.Estimate items = 2;
+   */
+  items: Estimate[];
+};
+
+/**
+ * Describes the message creditd.v1.EstimateResponse.
+ * Use `create(EstimateResponseSchema)` to create a new message.
+ */
+export const EstimateResponseSchema: GenMessage<EstimateResponse> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_credit_service, 9);
+
+/**
+ * @generated from message creditd.v1.Estimate
+ */
+export type Estimate = Message<"creditd.v1.Estimate"> & {
+  /**
+   * @generated from field: creditd.v1.Receipt receipt = 1;
+   */
+  receipt?: Receipt | undefined;
+
+  /**
+   * @generated from field: int64 max_output_tokens = 2;
+   */
+  maxOutputTokens: bigint;
+};
+
+/**
+ * Describes the message creditd.v1.Estimate.
+ * Use `create(EstimateSchema)` to create a new message.
+ */
+export const EstimateSchema: GenMessage<Estimate> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_credit_service, 10);
+
+/**
+ * @generated from message creditd.v1.GetCatalogRequest
+ */
+export type GetCatalogRequest = Message<"creditd.v1.GetCatalogRequest"> & {
+};
+
+/**
+ * Describes the message creditd.v1.GetCatalogRequest.
+ * Use `create(GetCatalogRequestSchema)` to create a new message.
+ */
+export const GetCatalogRequestSchema: GenMessage<GetCatalogRequest> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_credit_service, 11);
+
+/**
+ * @generated from message creditd.v1.GetCatalogResponse
+ */
+export type GetCatalogResponse = Message<"creditd.v1.GetCatalogResponse"> & {
+  /**
+   * @generated from field: string version = 1;
+   */
+  version: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The file it was read from; empty for the built-in default catalog.
+   *
+   * @generated from field: string path = 3;
+   */
+  path: string;
+
+  /**
+   * The catalog as written (YAML).
+   *
+   * @generated from field: string source = 4;
+   */
+  source: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp loaded_at = 5;
+   */
+  loadedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message creditd.v1.GetCatalogResponse.
+ * Use `create(GetCatalogResponseSchema)` to create a new message.
+ */
+export const GetCatalogResponseSchema: GenMessage<GetCatalogResponse> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_credit_service, 12);
+
+/**
  * The calls an inference proxy makes around every generation:
  * Reserve before, Settle after (or Refund when it failed).
  *
@@ -386,6 +540,26 @@ export const CreditService: GenService<{
     methodKind: "unary";
     input: typeof GetBalanceRequestSchema;
     output: typeof GetBalanceResponseSchema;
+  },
+  /**
+   * Prices one request or a batch from the catalog without holding anything.
+   *
+   * @generated from rpc creditd.v1.CreditService.Estimate
+   */
+  estimate: {
+    methodKind: "unary";
+    input: typeof EstimateRequestSchema;
+    output: typeof EstimateResponseSchema;
+  },
+  /**
+   * The catalog in use: its version, name and source.
+   *
+   * @generated from rpc creditd.v1.CreditService.GetCatalog
+   */
+  getCatalog: {
+    methodKind: "unary";
+    input: typeof GetCatalogRequestSchema;
+    output: typeof GetCatalogResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_creditd_v1_credit_service, 0);

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file creditd/v1/pricing.proto.
  */
 export const file_creditd_v1_pricing: GenFile = /*@__PURE__*/
-  fileDesc("ChhjcmVkaXRkL3YxL3ByaWNpbmcucHJvdG8SCmNyZWRpdGQudjEi7gIKDVByaWNlZFJlcXVlc3QSEQoJb3BlcmF0aW9uGAEgASgJEg0KBW1vZGVsGAIgASgJEg4KBHRleHQYAyABKAlIABIlCgRjaGF0GAQgASgLMhUuY3JlZGl0ZC52MS5DaGF0SW5wdXRIABIWCgxpbnB1dF90b2tlbnMYBSABKANIABIbChNjYWNoZWRfaW5wdXRfdG9rZW5zGAYgASgDEhkKEW1heF9vdXRwdXRfdG9rZW5zGAcgASgDEiQKBWltYWdlGAggASgLMhUuY3JlZGl0ZC52MS5JbWFnZVNwZWMSJAoFdmlkZW8YCSABKAsyFS5jcmVkaXRkLnYxLlZpZGVvU3BlYxINCgV1bml0cxgKIAEoAxIfChJtYXhfY3JlZGl0c19taWNyb3MYCyABKANIAYgBARIYChByZWFzb25pbmdfdG9rZW5zGAwgASgDQgcKBWlucHV0QhUKE19tYXhfY3JlZGl0c19taWNyb3MiWwoJQ2hhdElucHV0EikKCG1lc3NhZ2VzGAEgAygLMhcuY3JlZGl0ZC52MS5DaGF0TWVzc2FnZRIjCgV0b29scxgCIAMoCzIULmNyZWRpdGQudjEuQ2hhdFRvb2wiOgoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJEgwKBG5hbWUYAyABKAkiRgoIQ2hhdFRvb2wSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIXCg9wYXJhbWV0ZXJzX2pzb24YAyABKAkiSgoJSW1hZ2VTcGVjEg0KBXdpZHRoGAEgASgFEg4KBmhlaWdodBgCIAEoBRIPCgdxdWFsaXR5GAMgASgJEg0KBWNvdW50GAQgASgFIioKCVZpZGVvU3BlYxIPCgdzZWNvbmRzGAEgASgFEgwKBHRpZXIYAiABKAkitgEKBVVzYWdlEhQKDGlucHV0X3Rva2VucxgBIAEoAxIVCg1vdXRwdXRfdG9rZW5zGAIgASgDEhsKE2NhY2hlZF9pbnB1dF90b2tlbnMYAyABKAMSGAoQcmVhc29uaW5nX3Rva2VucxgEIAEoAxIOCgZpbWFnZXMYBSABKAUSFQoNdmlkZW9fc2Vjb25kcxgGIAEoBRINCgV1bml0cxgHIAEoAxITCgtvdXRwdXRfdGV4dBgIIAEoCSKAAQoITGluZUl0ZW0SEwoLZGVzY3JpcHRpb24YASABKAkSEAoIcXVhbnRpdHkYAiABKAMSDAoEdW5pdBgDIAEoCRIZChF1bml0X3ByaWNlX21pY3JvcxgEIAEoAxILCgNwZXIYBSABKAMSFwoPc3VidG90YWxfbWljcm9zGAYgASgDIqABCgdSZWNlaXB0EiMKBWl0ZW1zGAEgAygLMhQuY3JlZGl0ZC52MS5MaW5lSXRlbRIUCgx0b3RhbF9taWNyb3MYAiABKAMSFwoPY2F0YWxvZ192ZXJzaW9uGAMgASgJEhEKCXRva2VuaXplchgEIAEoCRIRCgllc3RpbWF0ZWQYBSABKAgSGwoTcm91bmRlZF9mcm9tX21pY3JvcxgGIAEoA2IGcHJvdG8z");
+  fileDesc("ChhjcmVkaXRkL3YxL3ByaWNpbmcucHJvdG8SCmNyZWRpdGQudjEi7gIKDVByaWNlZFJlcXVlc3QSEQoJb3BlcmF0aW9uGAEgASgJEg0KBW1vZGVsGAIgASgJEg4KBHRleHQYAyABKAlIABIlCgRjaGF0GAQgASgLMhUuY3JlZGl0ZC52MS5DaGF0SW5wdXRIABIWCgxpbnB1dF90b2tlbnMYBSABKANIABIbChNjYWNoZWRfaW5wdXRfdG9rZW5zGAYgASgDEhkKEW1heF9vdXRwdXRfdG9rZW5zGAcgASgDEiQKBWltYWdlGAggASgLMhUuY3JlZGl0ZC52MS5JbWFnZVNwZWMSJAoFdmlkZW8YCSABKAsyFS5jcmVkaXRkLnYxLlZpZGVvU3BlYxINCgV1bml0cxgKIAEoAxIfChJtYXhfY3JlZGl0c19taWNyb3MYCyABKANIAYgBARIYChByZWFzb25pbmdfdG9rZW5zGAwgASgDQgcKBWlucHV0QhUKE19tYXhfY3JlZGl0c19taWNyb3MiWwoJQ2hhdElucHV0EikKCG1lc3NhZ2VzGAEgAygLMhcuY3JlZGl0ZC52MS5DaGF0TWVzc2FnZRIjCgV0b29scxgCIAMoCzIULmNyZWRpdGQudjEuQ2hhdFRvb2wiOgoLQ2hhdE1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJEgwKBG5hbWUYAyABKAkiRgoIQ2hhdFRvb2wSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRIXCg9wYXJhbWV0ZXJzX2pzb24YAyABKAkiSgoJSW1hZ2VTcGVjEg0KBXdpZHRoGAEgASgFEg4KBmhlaWdodBgCIAEoBRIPCgdxdWFsaXR5GAMgASgJEg0KBWNvdW50GAQgASgFIioKCVZpZGVvU3BlYxIPCgdzZWNvbmRzGAEgASgFEgwKBHRpZXIYAiABKAki0AIKBVVzYWdlEhkKDGlucHV0X3Rva2VucxgBIAEoA0gAiAEBEhoKDW91dHB1dF90b2tlbnMYAiABKANIAYgBARIgChNjYWNoZWRfaW5wdXRfdG9rZW5zGAMgASgDSAKIAQESHQoQcmVhc29uaW5nX3Rva2VucxgEIAEoA0gDiAEBEhMKBmltYWdlcxgFIAEoBUgEiAEBEhoKDXZpZGVvX3NlY29uZHMYBiABKAVIBYgBARISCgV1bml0cxgHIAEoA0gGiAEBEhMKC291dHB1dF90ZXh0GAggASgJQg8KDV9pbnB1dF90b2tlbnNCEAoOX291dHB1dF90b2tlbnNCFgoUX2NhY2hlZF9pbnB1dF90b2tlbnNCEwoRX3JlYXNvbmluZ190b2tlbnNCCQoHX2ltYWdlc0IQCg5fdmlkZW9fc2Vjb25kc0IICgZfdW5pdHMigAEKCExpbmVJdGVtEhMKC2Rlc2NyaXB0aW9uGAEgASgJEhAKCHF1YW50aXR5GAIgASgDEgwKBHVuaXQYAyABKAkSGQoRdW5pdF9wcmljZV9taWNyb3MYBCABKAMSCwoDcGVyGAUgASgDEhcKD3N1YnRvdGFsX21pY3JvcxgGIAEoAyKgAQoHUmVjZWlwdBIjCgVpdGVtcxgBIAMoCzIULmNyZWRpdGQudjEuTGluZUl0ZW0SFAoMdG90YWxfbWljcm9zGAIgASgDEhcKD2NhdGFsb2dfdmVyc2lvbhgDIAEoCRIRCgl0b2tlbml6ZXIYBCABKAkSEQoJZXN0aW1hdGVkGAUgASgIEhsKE3JvdW5kZWRfZnJvbV9taWNyb3MYBiABKANiBnByb3RvMw");
 
 /**
  * What a proxy is about to do, for creditd to price from its catalog. Reserve holds the worst case
@@ -90,7 +90,7 @@ export type PricedRequest = Message<"creditd.v1.PricedRequest"> & {
   units: bigint;
 
   /**
-   * Refuse (INVALID_ARGUMENT, reason MAX_CREDITS_EXCEEDED) when the worst case costs more than this.
+   * Refuse (FAILED_PRECONDITION, reason MAX_CREDITS_EXCEEDED) when the worst case costs more than this.
    *
    * @generated from field: optional int64 max_credits_micros = 11;
    */
@@ -260,44 +260,48 @@ export const VideoSpecSchema: GenMessage<VideoSpec> = /*@__PURE__*/
  */
 export type Usage = Message<"creditd.v1.Usage"> & {
   /**
-   * @generated from field: int64 input_tokens = 1;
+   * Unset fields fall back to what the hold was priced with (the input tokens counted at Reserve, the images and
+   * video seconds requested); output_tokens (or output_text) is required for token-priced requests.
+   *
+   * @generated from field: optional int64 input_tokens = 1;
    */
-  inputTokens: bigint;
+  inputTokens?: bigint | undefined;
 
   /**
-   * @generated from field: int64 output_tokens = 2;
+   * @generated from field: optional int64 output_tokens = 2;
    */
-  outputTokens: bigint;
+  outputTokens?: bigint | undefined;
 
   /**
-   * @generated from field: int64 cached_input_tokens = 3;
+   * @generated from field: optional int64 cached_input_tokens = 3;
    */
-  cachedInputTokens: bigint;
+  cachedInputTokens?: bigint | undefined;
 
   /**
-   * @generated from field: int64 reasoning_tokens = 4;
+   * @generated from field: optional int64 reasoning_tokens = 4;
    */
-  reasoningTokens: bigint;
+  reasoningTokens?: bigint | undefined;
 
   /**
    * Images actually produced (3 of 4 requested: 3 are charged).
    *
-   * @generated from field: int32 images = 5;
+   * @generated from field: optional int32 images = 5;
    */
-  images: number;
+  images?: number | undefined;
 
   /**
-   * @generated from field: int32 video_seconds = 6;
+   * @generated from field: optional int32 video_seconds = 6;
    */
-  videoSeconds: number;
+  videoSeconds?: number | undefined;
 
   /**
-   * @generated from field: int64 units = 7;
+   * @generated from field: optional int64 units = 7;
    */
-  units: bigint;
+  units?: bigint | undefined;
 
   /**
-   * The output text, when the upstream sent no usage (a stream cut before its usage chunk): creditd counts it.
+   * The output text, when the upstream sent no usage (a stream cut before its usage chunk): creditd counts it
+   * with the model's tokenizer. Ignored when output_tokens is set. Never logged or stored.
    *
    * @generated from field: string output_text = 8;
    */
