@@ -170,6 +170,26 @@ describe("token-priced chat (chatbot platform)", () => {
     expect(e.items[0]?.receipt?.items.find((i) => i.description.includes("input"))?.quantity).toBe(BigInt(expected));
   });
 
+  it("counts large prompts off the event loop, concurrently, to the same counts", async () => {
+    const texts = Array.from({ length: 8 }, (_, i) => `${i} `.concat("The quick brown fox 跳过 the lazy dog 🙂. ".repeat(1200)));
+    const held = await Promise.all(
+      texts.map((text) => reserve(priced({ operation: "chat", model: "gpt-4o", input: { case: "text", value: text }, maxOutputTokens: 1n }))),
+    );
+    held.forEach((r, i) => {
+      const tokens = BigInt(gptO200k.encode(texts[i] as string).length);
+      expect(r.estimate?.items.find((it) => it.description.includes("input"))?.quantity).toBe(tokens);
+    });
+    expect(pricing.meter.stats().workerTexts).toBeGreaterThanOrEqual(8);
+  });
+
+  it("refuses a prompt above the size limit before counting it", async () => {
+    const before = pricing.meter.stats().tokenizedTexts;
+    const err = await refusal(reserve(priced({ operation: "chat", model: "gpt-4o", input: { case: "text", value: "x".repeat((1 << 20) + 1) } })));
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toMatch(/^priced\.text: /);
+    expect(pricing.meter.stats().tokenizedTexts).toBe(before);
+  });
+
   it("refuses a request whose worst case is above max_credits, holding nothing", async () => {
     const before = await snapshot(env.redis, t.prefix);
     const err = await refusal(reserve(priced({ operation: "chat", model: "gpt-4o", input: { case: "inputTokens", value: 10n }, maxCreditsMicros: 100n })));
