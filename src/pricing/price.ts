@@ -280,6 +280,27 @@ function present(s: string | undefined): string | undefined {
   return s === undefined || s === "" ? undefined : s;
 }
 
+/**
+ * The model whose prices (and tokenizer) a request's tokens go by, or undefined when the request is not
+ * token-priced: an operation's `tokens: true` with the request's model or the operation's default, or, without an
+ * operation, the request's model.
+ */
+export function tokenModelOf(catalog: Catalog, operation: string | undefined, model: string | undefined): ResolvedModel | undefined {
+  const opName = present(operation);
+  const op = opName === undefined ? undefined : catalog.operations.get(opName);
+  if (opName !== undefined && !op) throw new PricingError("operation", `unknown operation ${JSON.stringify(opName)}`);
+  return tokenModel(catalog, op, present(model));
+}
+
+function tokenModel(catalog: Catalog, op: Operation | undefined, modelName: string | undefined): ResolvedModel | undefined {
+  if (!(op ? op.tokens : modelName !== undefined)) return undefined;
+  const name = modelName ?? op?.model;
+  if (name === undefined) throw new PricingError("model", `required (operation ${JSON.stringify(op?.name)} has no default model)`);
+  const model = resolveModel(catalog, name);
+  if (!model) throw new PricingError("model", `unknown model ${JSON.stringify(name)} (this catalog refuses unknown models)`);
+  return model;
+}
+
 function planRequest(catalog: Catalog, req: PriceRequest): Plan {
   const opName = present(req.operation);
   let op: Operation | undefined;
@@ -298,12 +319,9 @@ function planRequest(catalog: Catalog, req: PriceRequest): Plan {
   const reasoning = req.reasoningTokens === undefined ? undefined : count("reasoning_tokens", req.reasoningTokens, 0, MAX_TOKENS);
 
   let tokens: TokenPlan | undefined;
-  const tokenPriced = op ? op.tokens : modelName !== undefined;
-  if (tokenPriced) {
-    const name = modelName ?? op?.model;
-    if (name === undefined) throw new PricingError("model", `required (operation ${JSON.stringify(op?.name)} has no default model)`);
-    const model = resolveModel(catalog, name);
-    if (!model) throw new PricingError("model", `unknown model ${JSON.stringify(name)} (this catalog refuses unknown models)`);
+  const model = tokenModel(catalog, op, modelName);
+  if (model) {
+    const name = model.requested;
     const cap = Math.min(model.model.maxOutputTokens, op?.maxOutputTokens ?? Infinity);
     const dflt = op?.defaultOutputTokens ?? model.model.defaultOutputTokens;
     const maxOutputTokens = Math.min(askedOut ?? dflt, cap);

@@ -11,8 +11,8 @@ import {
   type Usage as UsageMessage,
 } from "../gen/creditd/v1/pricing_pb.js";
 import { MeterOverloadedError, MeteringInputError, type Meter } from "../metering/index.js";
-import { type Catalog, type ModelEntry, resolveModel, tokenizerSpecOf } from "../pricing/catalog.js";
-import { PricingError, type PriceRequest, type PriceResult, priceRequest, priceUsage } from "../pricing/price.js";
+import { type Catalog, resolveModel, tokenizerSpecOf } from "../pricing/catalog.js";
+import { PricingError, type PriceRequest, type PriceResult, priceRequest, priceUsage, tokenModelOf } from "../pricing/price.js";
 import type { CatalogStore } from "../pricing/store.js";
 import type { CatalogRegistry } from "../pricing/registry.js";
 import { Reason, domainError, invalidField } from "./errors.js";
@@ -146,9 +146,9 @@ export class Pricer {
     if (p.input.case === "inputTokens") {
       inputTokens = p.input.value;
     } else if (p.input.case === "text" || p.input.case === "chat") {
-      const model = guard(field, () => tokenModel(catalog, p.operation, p.model));
+      const model = guard(field, () => tokenModelOf(catalog, p.operation, p.model));
       if (!model) throw invalidField(`${field}.${p.input.case}`, "this request is not priced by tokens: leave the input out");
-      const spec = tokenizerSpecOf(model);
+      const spec = tokenizerSpecOf(model.model);
       const input = p.input;
       const counted = await this.meterCall(() =>
         input.case === "text"
@@ -191,18 +191,6 @@ export class Pricer {
       throw err;
     }
   }
-}
-
-/** The model whose tokenizer counts a request's input, or undefined when the request is not token-priced. */
-function tokenModel(catalog: Catalog, operation: string, model: string): ModelEntry | undefined {
-  const op = operation ? catalog.operations.get(operation) : undefined;
-  if (operation && !op) throw new PricingError("operation", `unknown operation ${JSON.stringify(operation)}`);
-  if (op && !op.tokens) return undefined;
-  const name = model || op?.model;
-  if (!name) return undefined;
-  const resolved = resolveModel(catalog, name);
-  if (!resolved) throw new PricingError("model", `unknown model ${JSON.stringify(name)} (this catalog refuses unknown models)`);
-  return resolved.model;
 }
 
 function requestOf(c: PricingContext): PriceRequest {
