@@ -11,14 +11,13 @@ import {
   RefundResponseSchema,
   SettleResponseSchema,
 } from "../gen/creditd/v1/credit_service_pb.js";
-import { type Receipt, ReceiptSchema } from "../gen/creditd/v1/pricing_pb.js";
-import { fromJsonString } from "@bufbuild/protobuf";
+import type { Receipt } from "../gen/creditd/v1/pricing_pb.js";
 import { ReservationState } from "../gen/creditd/v1/types_pb.js";
 import type { Ledger } from "../ledger/ledger.js";
 import type { ServiceHandlers } from "../rpc/types.js";
 import { toAmounts, toBucket } from "./convert.js";
 import { Reason, domainError, formatCredits, invalidField } from "./errors.js";
-import type { Pricer } from "./pricing.js";
+import { type Pricer, parseReceiptJson } from "./pricing.js";
 import * as v from "./validate.js";
 
 export interface CreditServiceOptions {
@@ -132,7 +131,7 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
             uncoveredMicros: BigInt(r.uncoveredMicros),
             replayed: r.status === "replayed",
             // A replay answers with the receipt the first Settle stored.
-            ...(r.receipt ? { receipt: r.status === "replayed" ? storedReceipt(r.receipt) : receipt?.message } : {}),
+            ...(r.receipt ? { receipt: r.status === "replayed" ? parseReceiptJson(r.receipt) : receipt?.message } : {}),
           });
         case "not_found":
           throw notFound(req.reservationId);
@@ -203,34 +202,10 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
         name: c.name ?? "",
         path: c.path ?? "",
         source: c.source,
+        loadedAt: timestampFromMs(pricer.catalogLoadedAtMs),
       });
     },
   };
-}
-
-/** The ledger keeps receipts in their compact JSON form; a replayed Settle rebuilds the message from it. */
-function storedReceipt(json: string): Receipt {
-  const r = JSON.parse(json) as {
-    v: string;
-    total: string;
-    rounded_from?: string;
-    tokenizer?: string;
-    estimated?: boolean;
-    items: Array<[string, string, string, string, string]>;
-  };
-  return fromJsonString(
-    ReceiptSchema,
-    JSON.stringify({
-      catalogVersion: r.v,
-      totalMicros: r.total,
-      roundedFromMicros: r.rounded_from ?? "0",
-      tokenizer: r.tokenizer ?? "",
-      estimated: r.estimated ?? false,
-      items: r.items.map(([description, quantity, unitPriceMicros, per, subtotalMicros]) => ({
-        description, quantity, unitPriceMicros, per, subtotalMicros,
-      })),
-    }),
-  );
 }
 
 export function notFound(reservationId: string) {

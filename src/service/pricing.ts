@@ -55,14 +55,25 @@ export interface PricedCharge {
  * (prefixed with where the request sat: `priced.`, `requests[2].`, `usage.`).
  */
 export class Pricer {
+  private loadedAtMs = Date.now();
+
   constructor(
     private readonly catalogs: CatalogStore,
     private readonly meter: Meter,
     private readonly registry: CatalogRegistry,
-  ) {}
+  ) {
+    catalogs.onChange(() => {
+      this.loadedAtMs = Date.now();
+    });
+  }
 
   get catalog(): Catalog {
     return this.catalogs.current;
+  }
+
+  /** When the catalog in use was loaded (the start, or the last reload that changed it). */
+  get catalogLoadedAtMs(): number {
+    return this.loadedAtMs;
   }
 
   /** The worst case of a request, for Reserve; the catalog version is published so any replica can settle it. */
@@ -275,14 +286,48 @@ export function toReceipt(result: PriceResult, tokenizer: { label: string; estim
   });
 }
 
-/** A compact, stable JSON form of a receipt for the ledger (amounts as strings: they are int64). */
-function receiptJson(r: Receipt): string {
+/**
+ * A compact, stable JSON form of a receipt for the ledger (amounts as strings: they are int64). Each item is
+ * [description, quantity, unit, unit_price_micros, per, subtotal_micros]; parseReceiptJson reads it back.
+ */
+export function receiptJson(r: Receipt): string {
   return JSON.stringify({
     v: r.catalogVersion,
     total: r.totalMicros.toString(),
     ...(r.roundedFromMicros ? { rounded_from: r.roundedFromMicros.toString() } : {}),
     ...(r.tokenizer ? { tokenizer: r.tokenizer } : {}),
     ...(r.estimated ? { estimated: true } : {}),
-    items: r.items.map((i) => [i.description, i.quantity.toString(), i.unitPriceMicros.toString(), i.per.toString(), i.subtotalMicros.toString()]),
+    items: r.items.map((i) => [
+      i.description, i.quantity.toString(), i.unit, i.unitPriceMicros.toString(), i.per.toString(), i.subtotalMicros.toString(),
+    ]),
+  });
+}
+
+/** The receipt a Settle stored, as a message again (a replayed Settle answers with it). */
+export function parseReceiptJson(json: string): Receipt {
+  const r = JSON.parse(json) as {
+    v: string;
+    total: string;
+    rounded_from?: string;
+    tokenizer?: string;
+    estimated?: boolean;
+    items: Array<[string, string, string, string, string, string]>;
+  };
+  return create(ReceiptSchema, {
+    catalogVersion: r.v,
+    totalMicros: BigInt(r.total),
+    roundedFromMicros: BigInt(r.rounded_from ?? "0"),
+    tokenizer: r.tokenizer ?? "",
+    estimated: r.estimated ?? false,
+    items: r.items.map(([description, quantity, unit, unitPriceMicros, per, subtotalMicros]) =>
+      create(LineItemSchema, {
+        description,
+        quantity: BigInt(quantity),
+        unit,
+        unitPriceMicros: BigInt(unitPriceMicros),
+        per: BigInt(per),
+        subtotalMicros: BigInt(subtotalMicros),
+      }),
+    ),
   });
 }
