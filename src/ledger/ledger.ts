@@ -64,6 +64,17 @@ export type RefundResult =
     }
   | { status: "not_found" };
 
+export interface GrantInput {
+  accountId: string;
+  grantId: string;
+  amountMicros: number;
+  kind: BucketKindName;
+  /** 0 takes the kind's default. */
+  priority: number;
+  /** 0 = never. */
+  expiresAtMs: number;
+}
+
 export type GrantResult =
   | { status: "granted" | "replayed"; bucket: BucketState; availableMicros: number }
   | {
@@ -309,16 +320,7 @@ export class Ledger {
     throw unexpected("refund", reply);
   }
 
-  async grant(input: {
-    accountId: string;
-    grantId: string;
-    amountMicros: number;
-    kind: BucketKindName;
-    /** 0 takes the kind's default. */
-    priority: number;
-    /** 0 = never. */
-    expiresAtMs: number;
-  }): Promise<GrantResult> {
+  async grant(input: GrantInput): Promise<GrantResult> {
     const { accountId, grantId, amountMicros, kind, expiresAtMs } = input;
     const priority = input.priority || BUCKET_KINDS[kind].defaultPriority;
     const k = this.keys.account(accountId);

@@ -47,17 +47,19 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
         ? priced.amountMicros
         : v.micros("amount_micros", req.cost.case === "amountMicros" ? req.cost.value : undefined, { allowZero: false });
 
-      const r = priced
-        ? await ledger.reserve({
-            accountId,
-            requestId,
-            // A free operation holds 0: it still gets its reservation, its Settle and its ledger entries.
-            amountMicros,
-            ttlMs: ttlSeconds * 1000,
-            fingerprint: priced.fingerprint,
-            pricing: { context: priced.context, catalogVersion: priced.catalogVersion },
-          })
-        : await ledger.reserve({ accountId, requestId, amountMicros, ttlMs: ttlSeconds * 1000 });
+      // A free operation holds 0: it still gets its reservation, its Settle and its ledger entries.
+      const r = await ledger.reserve({
+        accountId,
+        requestId,
+        amountMicros,
+        ttlMs: ttlSeconds * 1000,
+        ...(priced
+          ? {
+              fingerprint: priced.fingerprint,
+              pricing: { context: priced.context, catalogVersion: priced.catalogVersion },
+            }
+          : {}),
+      });
       switch (r.status) {
         case "held":
         case "replayed":

@@ -19,7 +19,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/ledger/clock.js";
 import {
-  type Balance, Ledger, type RefundResult, type ReserveResult, type SettleResult,
+  type Balance, type GrantInput, Ledger, type RefundResult, type ReserveResult, type SettleResult,
 } from "../../src/ledger/ledger.js";
 import type { BucketKindName } from "../../src/ledger/status.js";
 import { LedgerModel, MODEL_DEFAULT_PRIORITY, ModelWorld } from "../support/ledger-model.js";
@@ -231,14 +231,6 @@ const planArb: fc.Arbitrary<Plan> = fc.record({
   ),
 });
 
-interface GrantInput {
-  accountId: string;
-  grantId: string;
-  amountMicros: number;
-  kind: BucketKindName;
-  priority: number;
-  expiresAtMs: number;
-}
 
 /** One account's driver: its clock, its Ledger and its model ledger (over the run's shared model world). */
 class Worker {

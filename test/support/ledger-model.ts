@@ -7,7 +7,7 @@
 // is lazy and idempotent, this keeps the model's stored state equal to Redis's (audit() reads it without a touch).
 
 import type {
-  AuditReport, Balance, BucketState, Draw, GrantResult, RefundResult, ReserveResult, SettleResult,
+  AuditReport, Balance, BucketState, Draw, GrantInput, GrantResult, RefundResult, ReserveResult, SettleResult,
 } from "../../src/ledger/ledger.js";
 import type { BucketKindName } from "../../src/ledger/status.js";
 
@@ -114,14 +114,7 @@ export class LedgerModel {
     readonly world: ModelWorld = new ModelWorld(),
   ) {}
 
-  grant(input: {
-    accountId: string;
-    grantId: string;
-    amountMicros: number;
-    kind: BucketKindName;
-    priority: number;
-    expiresAtMs: number;
-  }): GrantResult {
+  grant(input: GrantInput): GrantResult {
     const { accountId, grantId, amountMicros: amount, kind, expiresAtMs } = input;
     const priority = input.priority || MODEL_DEFAULT_PRIORITY[kind];
     const a = this.world.account(accountId);
