@@ -60,7 +60,7 @@ export function bindings(ledger: Ledger, pricer: Pricer, config: AppConfig, logg
       },
       logger,
     ),
-    instrument({ service: AdminService, handlers: adminService({ ledger }) }, logger),
+    instrument({ service: AdminService, handlers: adminService({ ledger, catalog: () => pricer.catalog }) }, logger),
   ];
 }
 

@@ -45,6 +45,8 @@ export class AccountKeys {
   readonly holds: string;
   readonly ledger: string;
   readonly sweep: string;
+  /** Workspace members' usage (held now, charged this period), under the account's hash tag. */
+  readonly members: string;
   private readonly base: string;
 
   constructor(prefix: string, readonly accountId: string) {
@@ -52,6 +54,7 @@ export class AccountKeys {
     this.acct = `${this.base}:acct`;
     this.holds = `${this.base}:holds`;
     this.ledger = `${this.base}:ledger`;
+    this.members = `${this.base}:members`;
     this.sweep = `${prefix}:sweep:{${slotTag(calculateSlot(accountId))}}`;
   }
 

@@ -33,6 +33,8 @@ export type ReserveResult =
       heldFrom: Draw[];
     }
   | { status: "insufficient"; availableMicros: number; requiredMicros: number }
+  /** The workspace member would pass the per-member cap of this period. */
+  | { status: "member_cap"; capMicros: number; usedMicros: number; heldMicros: number }
   /** The request id was used before for a different request (another amount, or another priced request). */
   | { status: "amount_conflict"; firstAmountMicros: number }
   | { status: "request_id_taken"; otherAccountId: string };
@@ -94,7 +96,107 @@ export interface Balance {
   nowMs: number;
   /** Live buckets in draw order. */
   buckets: BucketState[];
+  /** The subscription's current period; null when the account has no subscription. */
+  period: PeriodSummary | null;
+  /** One member's usage, when asked for. */
+  member: MemberUsage | null;
 }
+
+export interface PeriodSummary {
+  plan: string;
+  status: SubscriptionStatus;
+  /** 0 when there is no current period (an ended subscription). */
+  startMs: number;
+  endMs: number;
+  /** Charged in this period (net of refunds). */
+  usedMicros: number;
+  /** This period's allowance as granted (an unlimited plan's grows with use), add-on and trial credits. */
+  allowanceMicros: number;
+  addonMicros: number;
+  trialMicros: number;
+  unlimited: boolean;
+}
+
+export interface MemberUsage {
+  memberId: string;
+  heldMicros: number;
+  /** Charged by the member in this period. */
+  usedMicros: number;
+  /** 0 = no cap. */
+  capMicros: number;
+}
+
+export type SubscriptionStatus = "active" | "trialing" | "past_due" | "ended";
+
+/** The terms SetSubscription copies into the account (resolved from the catalog's plan by the service). */
+export interface SubscriptionTerms {
+  planId: string;
+  period: "month" | "year";
+  seats: number;
+  creditsMicros: number;
+  creditsPerSeatMicros: number;
+  unlimited: boolean;
+  memberCapMicros: number;
+  addons: Array<{ id: string; units: number; creditsPerUnitMicros: number; perSeat: boolean }>;
+  status: "active" | "trialing" | "past_due";
+  /** Undefined: keep the current anchor (or now, for a new subscription; the trial's end when trialing). */
+  anchorMs: number | undefined;
+  trialCreditsMicros: number;
+  trialMs: number;
+}
+
+export interface SubscriptionAddonState {
+  id: string;
+  /** Units in force this period. */
+  units: number;
+  /** Units the next period renews with (0 = cancelled: ends with this period). */
+  nextUnits: number;
+  creditsPerUnitMicros: number;
+  perSeat: boolean;
+}
+
+export interface SubscriptionView {
+  accountId: string;
+  planId: string;
+  status: SubscriptionStatus;
+  period: "month" | "year";
+  anchorMs: number;
+  seats: number;
+  creditsMicros: number;
+  creditsPerSeatMicros: number;
+  unlimited: boolean;
+  memberCapMicros: number;
+  addons: SubscriptionAddonState[];
+  startedAtMs: number;
+  endedAtMs: number | null;
+  trialEndsAtMs: number | null;
+  /** The current period (null once ended). */
+  currentPeriod: { startMs: number; endMs: number; usedMicros: number } | null;
+  /** This period's credits from the subscription: granted and left. */
+  allowance: { grantedMicros: number; remainingMicros: number };
+  addonCredits: { grantedMicros: number; remainingMicros: number };
+  trialCredits: { grantedMicros: number; remainingMicros: number };
+  /** What the next period changes (a downgrade, fewer seats), or null. */
+  scheduled: {
+    planId: string | null;
+    seats: number | null;
+    creditsMicros: number | null;
+    creditsPerSeatMicros: number | null;
+    unlimited: boolean | null;
+    endsAtPeriodEnd: boolean;
+    scheduledAtMs: number | null;
+  } | null;
+  nowMs: number;
+}
+
+export type SubscriptionOutcome =
+  | "started" | "activated" | "restarted" | "changed" | "scheduled" | "updated" | "unchanged"
+  | "addon_cancelled" | "ended" | "end_scheduled" | "get";
+
+export type SubscriptionResult =
+  | { status: "ok"; outcome: SubscriptionOutcome; subscription: SubscriptionView }
+  | { status: "not_found" }
+  | { status: "refused"; field: string; message: string };
 
 export type ReservationStateName = "held" | "settled" | "refunded" | "expired";
 
@@ -141,7 +243,9 @@ export interface LedgerOptions {
   clock?: Clock;
 }
 
-const SCRIPTS = ["reserve-5", "settle-5", "refund-5", "grant-5", "balance-4", "reservation-2", "audit-2"] as const;
+const SCRIPTS = [
+  "reserve-6", "settle-6", "refund-6", "grant-6", "balance-5", "reservation-2", "audit-2", "subscription-5",
+] as const;
 type ScriptName = (typeof SCRIPTS)[number];
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>;
 
@@ -221,6 +325,8 @@ export class Ledger {
     fingerprint?: string;
     /** What Settle needs to price real usage (counts, never text), kept with the hold. */
     pricing?: { context: string; catalogVersion: string };
+    /** The workspace member the generation is for: counted against the per-member cap. */
+    memberId?: string;
   }): Promise<ReserveResult> {
     const { accountId, requestId, amountMicros, ttlMs } = input;
     // A request id belongs to one account. The claim lives in the request id's slot, so it is its own command;
@@ -237,10 +343,11 @@ export class Ledger {
       return { status: "request_id_taken", otherAccountId: claimed };
     }
     const k = this.keys.account(accountId);
-    const reply = (await this.scripts["reserve-5"](
-      k.acct, k.holds, k.ledger, k.reservation(requestId), k.sweep,
+    const reply = (await this.scripts["reserve-6"](
+      k.acct, k.holds, k.ledger, k.reservation(requestId), k.sweep, k.members,
       this.now(), accountId, requestId, amountMicros, ttlMs, this.retention, this.maxLen,
       input.fingerprint ?? String(amountMicros), input.pricing?.context ?? "", input.pricing?.catalogVersion ?? "",
+      input.memberId ?? "",
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
@@ -254,10 +361,18 @@ export class Ledger {
         heldFrom: parseDraws(draws),
       };
     }
-    if (code === ScriptStatus.Insufficient) {
+    if (code === ScriptStatus.Insufficient || code === ScriptStatus.MemberCap) {
       // A refusal changes nothing, so a claim this call made goes too. (Were the same request id racing in from
       // a retry that succeeds meanwhile, its reservation would only lose the cross-account check, not its record.)
       if (claimed === null) await this.redis.del(this.keys.requestClaim(requestId));
+      if (code === ScriptStatus.MemberCap) {
+        return {
+          status: "member_cap",
+          capMicros: Number(reply[1]),
+          usedMicros: Number(reply[2]),
+          heldMicros: Number(reply[3]),
+        };
+      }
       return { status: "insufficient", availableMicros: Number(reply[1]), requiredMicros: Number(reply[2]) };
     }
     if (code === ScriptStatus.Conflict) {
@@ -273,8 +388,8 @@ export class Ledger {
     receipt = "",
   ): Promise<SettleResult> {
     const k = this.keys.account(reservation.accountId);
-    const reply = (await this.scripts["settle-5"](
-      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep,
+    const reply = (await this.scripts["settle-6"](
+      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep, k.members,
       this.now(), reservation.accountId, reservation.requestId, chargeMicros, this.retention, this.maxLen, receipt,
     )) as [number, ...unknown[]];
     const code = reply[0];
@@ -301,8 +416,8 @@ export class Ledger {
 
   async refund(reservation: { accountId: string; requestId: string }, reason: string): Promise<RefundResult> {
     const k = this.keys.account(reservation.accountId);
-    const reply = (await this.scripts["refund-5"](
-      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep,
+    const reply = (await this.scripts["refund-6"](
+      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep, k.members,
       this.now(), reservation.accountId, reservation.requestId, reason, this.retention, this.maxLen,
     )) as [number, ...unknown[]];
     const code = reply[0];
@@ -324,8 +439,8 @@ export class Ledger {
     const { accountId, grantId, amountMicros, kind, expiresAtMs } = input;
     const priority = input.priority || BUCKET_KINDS[kind].defaultPriority;
     const k = this.keys.account(accountId);
-    const reply = (await this.scripts["grant-5"](
-      k.acct, k.holds, k.ledger, k.grant(grantId), k.sweep,
+    const reply = (await this.scripts["grant-6"](
+      k.acct, k.holds, k.ledger, k.grant(grantId), k.sweep, k.members,
       this.now(), accountId, grantId, amountMicros, kind, priority, expiresAtMs, this.retention, this.maxLen,
     )) as [number, ...unknown[]];
     const code = reply[0];
@@ -363,13 +478,18 @@ export class Ledger {
     throw unexpected("grant", reply);
   }
 
-  /** Touches the account (expired buckets and holds are settled) and returns its balance. */
-  async balance(accountId: string): Promise<Balance> {
+  /**
+   * Touches the account (expired buckets and holds are settled, the period rolls forward if due) and returns its
+   * balance, with one member's usage when `memberId` is given.
+   */
+  async balance(accountId: string, memberId = ""): Promise<Balance> {
     const k = this.keys.account(accountId);
-    const reply = (await this.scripts["balance-4"](
-      k.acct, k.holds, k.ledger, k.sweep, this.now(), accountId, this.maxLen,
-    )) as [number, string, string, string, string, string, string, string[]];
-    const [, available, held, granted, charged, expired, now, flat] = reply;
+    const reply = (await this.scripts["balance-5"](
+      k.acct, k.holds, k.ledger, k.sweep, k.members, this.now(), accountId, this.maxLen, memberId,
+    )) as [number, string, string, string, string, string, string, string[], string[], string[]];
+    const [, available, held, granted, charged, expired, now, flat, periodFlat, memberFlat] = reply;
+    const p = flatMap(periodFlat);
+    const m = flatMap(memberFlat);
     const buckets: BucketState[] = [];
     for (let i = 0; i < flat.length; i += 8) {
       buckets.push({
@@ -392,7 +512,73 @@ export class Ledger {
       expiredMicros: Number(expired),
       nowMs: Number(now),
       buckets,
+      period: p.size === 0 ? null : {
+        plan: p.get("plan") ?? "",
+        status: (p.get("status") ?? "active") as SubscriptionStatus,
+        startMs: Number(p.get("start") ?? 0),
+        endMs: Number(p.get("end") ?? 0),
+        usedMicros: Number(p.get("used") ?? 0),
+        allowanceMicros: Number(p.get("allowance") ?? 0),
+        addonMicros: Number(p.get("addons") ?? 0),
+        trialMicros: Number(p.get("trial") ?? 0),
+        unlimited: p.get("unlimited") === "1",
+      },
+      member: m.size === 0 ? null : {
+        memberId,
+        heldMicros: Number(m.get("held") ?? 0),
+        usedMicros: Number(m.get("used") ?? 0),
+        capMicros: Number(m.get("cap") ?? 0),
+      },
     };
+  }
+
+  /** Touches the account (rolling its period forward if due) and returns its subscription, or null. */
+  async subscription(accountId: string): Promise<SubscriptionView | null> {
+    const r = await this.subscriptionScript(accountId, ["get"]);
+    return r.status === "ok" ? r.subscription : null;
+  }
+
+  /** Starts or changes a subscription; idempotent (stating what is in force changes nothing). */
+  async setSubscription(accountId: string, t: SubscriptionTerms): Promise<SubscriptionResult> {
+    const addons = t.addons
+      .filter((a) => a.units > 0)
+      .map((a) => `${a.id},${a.units},${a.creditsPerUnitMicros},${a.perSeat ? 1 : 0},${a.units}`)
+      .join(";");
+    return this.subscriptionScript(accountId, [
+      "set", t.planId, t.period, t.seats, t.creditsMicros, t.creditsPerSeatMicros, t.unlimited ? "1" : "0",
+      t.memberCapMicros, addons, t.status, t.anchorMs === undefined ? "" : t.anchorMs, t.trialCreditsMicros,
+      t.trialMs,
+    ]);
+  }
+
+  /** The add-on keeps its credits to the end of the period, then does not renew. */
+  async cancelAddon(accountId: string, addonId: string): Promise<SubscriptionResult> {
+    return this.subscriptionScript(accountId, ["cancel_addon", addonId]);
+  }
+
+  /** Ends the subscription now, or schedules its end at the end of the period. */
+  async endSubscription(accountId: string, when: "now" | "period_end"): Promise<SubscriptionResult> {
+    return this.subscriptionScript(accountId, ["end", when]);
+  }
+
+  private async subscriptionScript(accountId: string, args: Array<string | number>): Promise<SubscriptionResult> {
+    const k = this.keys.account(accountId);
+    const reply = (await this.scripts["subscription-5"](
+      k.acct, k.holds, k.ledger, k.sweep, k.members, this.now(), accountId, this.maxLen, ...args,
+    )) as [number, ...unknown[]];
+    const code = reply[0];
+    if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
+      return {
+        status: "ok",
+        outcome: reply[1] as SubscriptionOutcome,
+        subscription: subscriptionView(accountId, flatMap(reply[2] as string[])),
+      };
+    }
+    if (code === ScriptStatus.NotFound) return { status: "not_found" };
+    if (code === ScriptStatus.BadTransition) {
+      return { status: "refused", field: String(reply[1]), message: String(reply[2]) };
+    }
+    throw unexpected("subscription", reply);
   }
 
   async reservation(accountId: string, requestId: string): Promise<ReservationView | null> {
@@ -485,6 +671,63 @@ export class Ledger {
 
 export function isCluster(client: RedisClient): client is Cluster {
   return (client as Cluster).isCluster === true;
+}
+
+function flatMap(flat: string[] | undefined): Map<string, string> {
+  const m = new Map<string, string>();
+  if (!flat) return m;
+  for (let i = 0; i + 1 < flat.length; i += 2) m.set(String(flat[i]), String(flat[i + 1]));
+  return m;
+}
+
+function subscriptionView(accountId: string, v: Map<string, string>): SubscriptionView {
+  const num = (k: string): number => Number(v.get(k) ?? 0);
+  const opt = (k: string): number | null => (v.has(k) ? Number(v.get(k)) : null);
+  const addons: SubscriptionAddonState[] = [];
+  for (const entry of (v.get("s.ad") ?? "").split(";")) {
+    const [id, units, cpu, perSeat, next] = entry.split(",");
+    if (!id) continue;
+    addons.push({
+      id,
+      units: Number(units),
+      nextUnits: Number(next),
+      creditsPerUnitMicros: Number(cpu),
+      perSeat: perSeat === "1",
+    });
+  }
+  const hasPeriod = v.has("p.s") && v.has("p.e");
+  const scheduledTerms = ["n.plan", "n.seats", "n.cr", "n.cps", "n.unl"].some((k) => v.has(k));
+  const endsAtPeriodEnd = v.get("n.end") === "1";
+  return {
+    accountId,
+    planId: v.get("s.plan") ?? "",
+    status: (v.get("s.st") ?? "ended") as SubscriptionStatus,
+    period: (v.get("s.cad") ?? "month") as "month" | "year",
+    anchorMs: num("s.anc"),
+    seats: num("s.seats"),
+    creditsMicros: num("s.cr"),
+    creditsPerSeatMicros: num("s.cps"),
+    unlimited: v.get("s.unl") === "1",
+    memberCapMicros: num("s.cap"),
+    addons,
+    startedAtMs: num("s.since"),
+    endedAtMs: opt("s.ended"),
+    trialEndsAtMs: opt("s.tend"),
+    currentPeriod: hasPeriod ? { startMs: num("p.s"), endMs: num("p.e"), usedMicros: num("p.u") } : null,
+    allowance: { grantedMicros: num("allowance.g"), remainingMicros: num("allowance.r") },
+    addonCredits: { grantedMicros: num("addon.g"), remainingMicros: num("addon.r") },
+    trialCredits: { grantedMicros: num("trial.g"), remainingMicros: num("trial.r") },
+    scheduled: scheduledTerms || endsAtPeriodEnd ? {
+      planId: v.get("n.plan") ?? null,
+      seats: opt("n.seats"),
+      creditsMicros: opt("n.cr"),
+      creditsPerSeatMicros: opt("n.cps"),
+      unlimited: v.has("n.unl") ? v.get("n.unl") === "1" : null,
+      endsAtPeriodEnd,
+      scheduledAtMs: opt("n.at"),
+    } : null,
+    nowMs: num("now"),
+  };
 }
 
 function parseDraws(s: string): Draw[] {

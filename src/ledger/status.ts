@@ -11,6 +11,10 @@ export enum ScriptStatus {
   AlreadyRefunded = -5,
   ExpiresInPast = -6,
   Overflow = -7,
+  /** A workspace member's cap for the period would be passed. */
+  MemberCap = -8,
+  /** A subscription change the current state does not allow. */
+  BadTransition = -10,
 }
 
 /** Bucket kinds and their default draw priority (lower is drawn first). */

@@ -61,6 +61,33 @@
 //     default_tier: premium               # required when there is more than one tier
 //     max_seconds: 60                     # longest video a request may ask for (default 600)
 //
+//   plans:                                # optional: what each subscription gives a workspace (plans.ts)
+//     base:                               # plan id: same characters as operation names
+//       name: Base                        # display name (default: the id)
+//       credits: 40                       # credits per period for the workspace (default 0)
+//       credits_per_seat: 150             # credits per seat per period (default 0)
+//       period: month                     # how often the allowance refills: month (default) | year
+//                                         #   (year: the year's credits upfront)
+//       billing: year                     # how it is billed: month | year (informational; default = period)
+//       legacy: true                      # kept for existing customers (default false)
+//       aliases: [pro-2021]               # other ids resolving to this plan (unique across ids and aliases)
+//       member_cap: 50                    # default per-member cap per period, credits (absent = no cap)
+//       trial: { credits: 50, days: 14 }  # both required; days 1-365, credits ≥ 0
+//       addons:                           # recurring add-on units, by id
+//         extra:
+//           name: Extra credits           # default: the id
+//           credits: 60                   # required, > 0: credits per unit per period
+//           per_seat: true                # each unit gives credits × seats (default false: shared)
+//           max_units: 1000               # most units (default 10000, at most 1000000)
+//     enterprise:
+//       unlimited: true                   # never refuses for credits: no credits, credits_per_seat, addons
+//   A plan must be unlimited or give credits > 0 or credits_per_seat > 0. Plan amounts are at most
+//   1,000,000,000 credits each and kept as `number` micros (they go to Redis Lua): a plan is refused when
+//   credits + credits_per_seat × MAX_SEATS (100,000) + each add-on's credits × max_units (× MAX_SEATS when
+//   per_seat) passes Number.MAX_SAFE_INTEGER micros, so no period of any plan can lose a digit.
+//   Catalog.plans maps id → Plan and Catalog.planAliases alias → id (both empty without plans);
+//   resolvePlan(catalog, id) looks up either. A file still has to declare something to price.
+//
 // Prices are credits with at most 6 decimal places (one micro-credit), written as YAML numbers or
 // strings ("2.5"); exponents are allowed when no digit is lost (2.5e-3). Prices per 1K tokens may have
 // 9 decimal places: that is still a whole number of micro-credits per 1M tokens, which is how token
@@ -87,6 +114,18 @@
 import { createHash } from "node:crypto";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
 import { formatScaled, parseScaledDecimal } from "./decimal.js";
+import {
+  DEFAULT_ADDON_MAX_UNITS,
+  MAX_ADDON_UNITS,
+  MAX_PLAN_CREDITS,
+  MAX_SEATS,
+  MAX_TRIAL_DAYS,
+  PLAN_ID_RE,
+  planWorstCaseMicros,
+  type Plan,
+  type PlanAddon,
+  type PlanCadence,
+} from "./plans.js";
 
 // ─── Limits ──────────────────────────────────────────────────────────────────────────────────────
 
@@ -224,6 +263,10 @@ export interface Catalog {
   readonly patterns: ReadonlyArray<{ readonly prefix: string; readonly model: string }>;
   readonly images: ImageTable | undefined;
   readonly video: VideoTable | undefined;
+  /** Plans by id, in file order (empty when the file has no plans); see plans.ts. */
+  readonly plans: ReadonlyMap<string, Plan>;
+  /** Plan alias → plan id (resolvePlan looks up both). */
+  readonly planAliases: ReadonlyMap<string, string>;
 }
 
 export interface ResolvedModel {
@@ -526,7 +569,7 @@ const MODEL_NAME_RE = /^[^\s*]{1,200}$/;
 
 // ─── Sections ────────────────────────────────────────────────────────────────────────────────────
 
-const TOP_FIELDS = ["name", "description", "rounding", "unknown_models", "operations", "models", "images", "video"] as const;
+const TOP_FIELDS = ["name", "description", "rounding", "unknown_models", "operations", "models", "images", "video", "plans"] as const;
 
 function buildCatalog(root: Raw, source: string, file: string | undefined, c: Checker): Catalog | undefined {
   const top = fields(c, root, FILE, TOP_FIELDS);
@@ -620,6 +663,9 @@ function buildCatalog(root: Raw, source: string, file: string | undefined, c: Ch
     c.add(FILE, "declares nothing to price: give operations, models, images or video", root);
   }
 
+  const plansNode = get("plans");
+  const { plans, planAliases } = plansNode ? parsePlans(c, plansNode) : { plans: new Map<string, Plan>(), planAliases: new Map<string, string>() };
+
   return {
     version: catalogVersion(source),
     name,
@@ -634,6 +680,8 @@ function buildCatalog(root: Raw, source: string, file: string | undefined, c: Ch
     patterns,
     images,
     video,
+    plans,
+    planAliases,
   };
 }
 
@@ -1013,4 +1061,162 @@ function parseOperation(c: Checker, name: string, node: Raw, path: string, ctx: 
     image,
     video,
   };
+}
+
+// ─── Plans ───────────────────────────────────────────────────────────────────────────────────────
+
+const PLAN_FIELDS = ["name", "credits", "credits_per_seat", "unlimited", "period", "billing", "legacy", "aliases", "member_cap", "trial", "addons"];
+const ADDON_FIELDS = ["name", "credits", "per_seat", "max_units"];
+const MAX_PLAN_MICROS = BigInt(MAX_PLAN_CREDITS) * 1_000_000n;
+const SAFE_MICROS = BigInt(Number.MAX_SAFE_INTEGER);
+const PLAN_ID_RULE = "1-128 characters of A-Z a-z 0-9 . _ : / @ + - (starting with a letter or digit)";
+
+/** Plan credits (≤ MAX_PLAN_CREDITS, so always a safe integer of micros) as a number of micros. */
+function planCredits(c: Checker, node: Raw, path: string, opts: { positive?: boolean } = {}): number | undefined {
+  const v = decimal(c, node, path, { scale: 6, max: MAX_PLAN_MICROS, positive: opts.positive });
+  return v === undefined ? undefined : Number(v);
+}
+
+function cadence(c: Checker, node: Raw, path: string): PlanCadence | undefined {
+  if (node.kind === "scalar" && (node.value === "month" || node.value === "year")) return node.value;
+  c.add(path, 'must be "month" or "year"', node);
+  return undefined;
+}
+
+function parsePlans(c: Checker, node: Raw): { plans: Map<string, Plan>; planAliases: Map<string, string> } {
+  const plans = new Map<string, Plan>();
+  const planAliases = new Map<string, string>();
+  const entries = mapEntries(c, node, "plans");
+  for (const [id, n] of entries) {
+    const path = entry("plans", id);
+    if (!PLAN_ID_RE.test(id)) {
+      c.add(path, `a plan id is ${PLAN_ID_RULE}`, n);
+      continue;
+    }
+    const plan = parsePlan(c, id, n, path);
+    if (plan) plans.set(id, plan);
+  }
+  // Aliases are unique across every plan id (valid or not) and every alias.
+  for (const plan of plans.values()) {
+    const planNode = entries.get(plan.id);
+    const aliasesNode = planNode?.kind === "map" ? planNode.entries.get("aliases") : undefined;
+    plan.aliases.forEach((a, i) => {
+      const path = `${entry("plans", plan.id)}.aliases[${i}]`;
+      const line = aliasesNode?.kind === "seq" ? aliasesNode.items[i] : aliasesNode;
+      if (a === plan.id) c.add(path, `"${a}" is the plan's own id`, line);
+      else if (entries.has(a)) c.add(path, `"${a}" is already a plan id`, line);
+      else if (planAliases.has(a)) {
+        const other = planAliases.get(a)!;
+        c.add(path, other === plan.id ? `"${a}" is listed twice` : `"${a}" is already an alias of plan ${other}`, line);
+      } else planAliases.set(a, plan.id);
+    });
+  }
+  return { plans, planAliases };
+}
+
+function parsePlan(c: Checker, id: string, node: Raw, path: string): Plan | undefined {
+  const f = fields(c, node, path, PLAN_FIELDS);
+  if (!f) return undefined;
+  const before = c.problems.length;
+  const get = (k: string): Raw | undefined => f.get(k);
+  const at = (k: string): string => join(path, k);
+
+  const name = get("name") ? str(c, get("name")!, at("name")) : id;
+  const unlimited = get("unlimited") ? bool(c, get("unlimited")!, at("unlimited")) : false;
+
+  let creditsMicros: number | undefined = 0;
+  let creditsPerSeatMicros: number | undefined = 0;
+  if (unlimited) {
+    for (const k of ["credits", "credits_per_seat", "addons"]) {
+      if (get(k)) c.add(at(k), "not allowed with unlimited: true (an unlimited plan never refuses for credits)", get(k));
+    }
+  } else {
+    if (get("credits")) creditsMicros = planCredits(c, get("credits")!, at("credits"));
+    if (get("credits_per_seat")) creditsPerSeatMicros = planCredits(c, get("credits_per_seat")!, at("credits_per_seat"));
+    if (unlimited === false && creditsMicros === 0 && creditsPerSeatMicros === 0) {
+      c.add(path, "gives no credits: set credits > 0 or credits_per_seat > 0, or unlimited: true (a plan with 0 credits refuses every paid request)", node);
+    }
+  }
+
+  const period = get("period") ? cadence(c, get("period")!, at("period")) : "month";
+  const billing = get("billing") ? cadence(c, get("billing")!, at("billing")) : period;
+  const legacy = get("legacy") ? bool(c, get("legacy")!, at("legacy")) : false;
+
+  const aliases = get("aliases") ? strList(c, get("aliases")!, at("aliases")) : [];
+  aliases.forEach((a, i) => {
+    const an = get("aliases");
+    if (!PLAN_ID_RE.test(a)) c.add(`${at("aliases")}[${i}]`, `a plan alias is ${PLAN_ID_RULE}`, an?.kind === "seq" ? an.items[i] : an);
+  });
+
+  const memberCapMicros = get("member_cap") ? planCredits(c, get("member_cap")!, at("member_cap")) : undefined;
+
+  let trial: Plan["trial"];
+  const trialNode = get("trial");
+  if (trialNode) {
+    const tf = fields(c, trialNode, at("trial"), ["credits", "days"]);
+    if (tf) {
+      const tp = at("trial");
+      if (!tf.get("credits")) c.add(join(tp, "credits"), "required (credits the trial gives; 0 for none)", trialNode);
+      if (!tf.get("days")) c.add(join(tp, "days"), `required (length of the trial, 1 to ${MAX_TRIAL_DAYS} days)`, trialNode);
+      const tc = tf.get("credits") ? planCredits(c, tf.get("credits")!, join(tp, "credits")) : undefined;
+      const days = tf.get("days") ? integer(c, tf.get("days")!, join(tp, "days"), 1, MAX_TRIAL_DAYS) : undefined;
+      if (tc !== undefined && days !== undefined) trial = { creditsMicros: tc, days };
+    }
+  }
+
+  const addons = new Map<string, PlanAddon>();
+  if (get("addons") && !unlimited) {
+    for (const [aid, an] of mapEntries(c, get("addons")!, at("addons"))) {
+      const ap = entry(at("addons"), aid);
+      if (!PLAN_ID_RE.test(aid)) {
+        c.add(ap, `an add-on id is ${PLAN_ID_RULE}`, an);
+        continue;
+      }
+      const addon = parseAddon(c, aid, an, ap);
+      if (addon) addons.set(aid, addon);
+    }
+  }
+
+  if (c.problems.length > before) return undefined;
+  if (name === undefined || unlimited === undefined || creditsMicros === undefined || creditsPerSeatMicros === undefined) return undefined;
+  if (period === undefined || billing === undefined || legacy === undefined) return undefined;
+
+  const worst = planWorstCaseMicros({ creditsMicros, creditsPerSeatMicros, addons });
+  if (worst > SAFE_MICROS) {
+    c.add(
+      path,
+      `at ${MAX_SEATS} seats with every add-on at its max_units, one period could give ${formatScaled(worst, 6)} credits, ` +
+        `more than the ${formatScaled(SAFE_MICROS, 6)} an amount can hold exactly: lower credits_per_seat, an add-on's credits or its max_units`,
+      node,
+    );
+    return undefined;
+  }
+  return {
+    id,
+    name,
+    period,
+    billing,
+    creditsMicros,
+    creditsPerSeatMicros,
+    unlimited,
+    legacy,
+    aliases,
+    memberCapMicros,
+    trial,
+    addons,
+  };
+}
+
+function parseAddon(c: Checker, id: string, node: Raw, path: string): PlanAddon | undefined {
+  const f = fields(c, node, path, ADDON_FIELDS);
+  if (!f) return undefined;
+  const before = c.problems.length;
+  const name = f.get("name") ? str(c, f.get("name")!, join(path, "name")) : id;
+  const cn = f.get("credits");
+  if (!cn) c.add(join(path, "credits"), "required (credits one unit gives per period, > 0)", node);
+  const creditsPerUnitMicros = cn ? planCredits(c, cn, join(path, "credits"), { positive: true }) : undefined;
+  const perSeat = f.get("per_seat") ? bool(c, f.get("per_seat")!, join(path, "per_seat")) : false;
+  const maxUnits = f.get("max_units") ? integer(c, f.get("max_units")!, join(path, "max_units"), 1, MAX_ADDON_UNITS) : DEFAULT_ADDON_MAX_UNITS;
+  if (c.problems.length > before || name === undefined || creditsPerUnitMicros === undefined || perSeat === undefined || maxUnits === undefined) return undefined;
+  return { id, name, creditsPerUnitMicros, perSeat, maxUnits };
 }

@@ -15,7 +15,10 @@
 //     by ~10%; a catalog for it should raise the multiplier (about 1.3);
 //   - unknown_models: refuse — a model nobody priced is not guessed at (a cheap default would let an
 //     expensive model through at the wrong price);
-//   - rounding: none (micro-credit precision).
+//   - rounding: none (micro-credit precision);
+//   - three plans, refilled monthly: `free` (100 credits = US$1 of usage), `pro` (2,000 credits, plus an
+//     `extra` add-on of 1,000 credits per unit, up to 100 units) and `unlimited` (never refuses for credits).
+//     They are starting points for trying plans out, not anyone's prices.
 // Requests without an operation are priced by what they name (a model → tokens, an image, a video).
 
 import type { Catalog } from "./catalog.js";
@@ -183,6 +186,19 @@ video:
     sora-2-pro: { per_second: 30 }
   default_tier: sora-2
   max_seconds: 60
+
+plans:
+  free:
+    name: Free
+    credits: 100
+  pro:
+    name: Pro
+    credits: 2000
+    addons:
+      extra: { name: Extra credits, credits: 1000, max_units: 100 }
+  unlimited:
+    name: Unlimited
+    unlimited: true
 `;
 
 let parsed: Catalog | undefined;

@@ -3,21 +3,59 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import {
   type AdminService,
+  CancelAddonResponseSchema,
+  EndSubscriptionResponseSchema,
   GetReservationResponseSchema,
+  GetSubscriptionResponseSchema,
+  SetSubscriptionResponseSchema,
+  SubscriptionChange,
   GrantResponseSchema,
   ReservationSchema,
 } from "../gen/creditd/v1/admin_service_pb.js";
 import type { Ledger } from "../ledger/ledger.js";
+import type { Catalog } from "../pricing/catalog.js";
 import type { ServiceHandlers } from "../rpc/types.js";
 import { kindName, optionalTimestamp, stateOf, toAmounts, toBucket } from "./convert.js";
 import { notFound } from "./credit-service.js";
 import { Reason, domainError, invalidField } from "./errors.js";
+import * as subs from "./subscriptions.js";
 import * as v from "./validate.js";
 
 /** Operators' calls. A later change guards this service; it is kept separate from the proxy's calls for that. */
-export function adminService(opts: { ledger: Ledger }): ServiceHandlers<typeof AdminService> {
+export function adminService(opts: { ledger: Ledger; catalog: () => Catalog }): ServiceHandlers<typeof AdminService> {
   const { ledger } = opts;
   return {
+    async setSubscription(req) {
+      const r = await subs.setSubscription(ledger, opts.catalog(), req);
+      return create(SetSubscriptionResponseSchema, {
+        subscription: subs.toSubscription(r.subscription),
+        change: subs.changeOf(r.outcome),
+      });
+    },
+
+    async getSubscription(req) {
+      const accountId = v.accountId("account_id", req.accountId);
+      const s = await ledger.subscription(accountId);
+      if (!s) throw subs.subscriptionNotFound(accountId);
+      return create(GetSubscriptionResponseSchema, { subscription: subs.toSubscription(s) });
+    },
+
+    async cancelAddon(req) {
+      const r = await subs.cancelAddon(ledger, req);
+      return create(CancelAddonResponseSchema, {
+        subscription: subs.toSubscription(r.subscription),
+        changed: subs.changeOf(r.outcome) !== SubscriptionChange.UNCHANGED,
+      });
+    },
+
+    async endSubscription(req) {
+      const r = await subs.endSubscription(ledger, req);
+      return create(EndSubscriptionResponseSchema, {
+        subscription: subs.toSubscription(r.subscription),
+        changed: subs.changeOf(r.outcome) !== SubscriptionChange.UNCHANGED,
+      });
+    },
+
     async grant(req) {
       const accountId = v.accountId("account_id", req.accountId);
       const grantId = v.idempotencyKey("grant_id", req.grantId);

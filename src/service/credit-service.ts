@@ -18,6 +18,7 @@ import type { ServiceHandlers } from "../rpc/types.js";
 import { toAmounts, toBucket } from "./convert.js";
 import { Reason, domainError, formatCredits, invalidField } from "./errors.js";
 import { type Pricer, parseReceiptJson } from "./pricing.js";
+import { toMemberUsage, toPeriodSummary } from "./subscriptions.js";
 import * as v from "./validate.js";
 
 export interface CreditServiceOptions {
@@ -39,6 +40,7 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
     async reserve(req) {
       const accountId = v.accountId("account_id", req.accountId);
       const requestId = v.idempotencyKey("request_id", req.requestId);
+      const memberId = req.memberId === "" ? "" : v.accountId("member_id", req.memberId);
       const ttlSeconds =
         v.intInRange("ttl_seconds", req.ttlSeconds, 0, opts.holdTtlMaxSeconds, ttlNote) || opts.holdTtlDefaultSeconds;
       if (req.cost.case === undefined) throw invalidField("amount_micros", "required (or priced)");
@@ -53,6 +55,7 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
         requestId,
         amountMicros,
         ttlMs: ttlSeconds * 1000,
+        memberId,
         ...(priced
           ? {
               fingerprint: priced.fingerprint,
@@ -78,6 +81,21 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
             Reason.InsufficientCredits,
             `insufficient credits: available ${formatCredits(r.availableMicros)}, required ${formatCredits(r.requiredMicros)}`,
             { available_micros: String(r.availableMicros), required_micros: String(r.requiredMicros) },
+          );
+        case "member_cap":
+          throw domainError(
+            Code.ResourceExhausted,
+            Reason.MemberCapExceeded,
+            `member ${memberId} would pass the per-member cap of this period: cap ${formatCredits(r.capMicros)}, ` +
+              `used ${formatCredits(r.usedMicros)}, held ${formatCredits(r.heldMicros)}, ` +
+              `required ${formatCredits(amountMicros)}`,
+            {
+              member_id: memberId,
+              cap_micros: String(r.capMicros),
+              used_micros: String(r.usedMicros),
+              held_micros: String(r.heldMicros),
+              required_micros: String(amountMicros),
+            },
           );
         case "amount_conflict":
           throw domainError(
@@ -171,7 +189,8 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
 
     async getBalance(req) {
       const accountId = v.accountId("account_id", req.accountId);
-      const b = await ledger.balance(accountId);
+      const memberId = req.memberId === "" ? "" : v.accountId("member_id", req.memberId);
+      const b = await ledger.balance(accountId, memberId);
       return create(GetBalanceResponseSchema, {
         accountId,
         availableMicros: BigInt(b.availableMicros),
@@ -180,6 +199,8 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
         grantedMicros: BigInt(b.grantedMicros),
         chargedMicros: BigInt(b.chargedMicros),
         expiredMicros: BigInt(b.expiredMicros),
+        period: toPeriodSummary(b.period),
+        member: toMemberUsage(b.member),
       });
     },
 

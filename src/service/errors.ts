@@ -30,6 +30,13 @@ export const Reason = {
   CatalogVersionGone: "CATALOG_VERSION_GONE",
   /** FAILED_PRECONDITION: Settle with usage of a reservation made with an explicit amount. */
   NotPriced: "NOT_PRICED",
+  /**
+   * RESOURCE_EXHAUSTED: the workspace member would pass the per-member cap of this period (metadata member_id,
+   * cap_micros, used_micros, held_micros, required_micros). Nothing was held.
+   */
+  MemberCapExceeded: "MEMBER_CAP_EXCEEDED",
+  /** NOT_FOUND: the account has no subscription (or, for CancelAddon, not that add-on). */
+  SubscriptionNotFound: "SUBSCRIPTION_NOT_FOUND",
   /** UNAVAILABLE: too many large texts are being counted; retry. */
   CountingOverloaded: "COUNTING_OVERLOADED",
 } as const;

@@ -143,7 +143,7 @@ describe("e2e: server reflection (grpcurl-style)", () => {
     const creditService = registry.getService("creditd.v1.CreditService");
     const adminService = registry.getService("creditd.v1.AdminService");
     expect(creditService?.methods.map((m) => m.name)).toEqual(["Reserve", "Settle", "Refund", "GetBalance", "Estimate", "GetCatalog"]);
-    expect(adminService?.methods.map((m) => m.name)).toEqual(["Grant", "GetReservation"]);
+    expect(adminService?.methods.map((m) => m.name)).toEqual(["Grant", "GetReservation", "SetSubscription", "GetSubscription", "CancelAddon", "EndSubscription"]);
 
     // Credits to read back: Grant, with the request message and the enum value resolved by name via reflection.
     const grantReq = message(registry, "creditd.v1.GrantRequest");

@@ -276,7 +276,7 @@ describe("validation: every error names the path of the bad entry", () => {
     ["operations: { a: { price: 1 } }\noperations: {}\n", "(file): YAML syntax: Map keys must be unique"],
     ["- 1\n- 2\n", "(file): must be a mapping"],
     ["name: x\n", "(file): declares nothing to price: give operations, models, images or video"],
-    ["version: abc\noperations: { a: { price: 1 } }\n", "version: unknown field (expected one of: name, description, rounding, unknown_models, operations, models, images, video)"],
+    ["version: abc\noperations: { a: { price: 1 } }\n", "version: unknown field (expected one of: name, description, rounding, unknown_models, operations, models, images, video, plans)"],
     ["name: 5\noperations: { a: { price: 1 } }\n", "name: must be a non-empty string"],
     // prices
     ["operations: { a: { price: 1e-7 } }", 'operations["a"].price: must have at most 6 decimal places, got "1e-7"'],

@@ -5,6 +5,7 @@ import { describe, expect, test } from "vitest";
 import { type Catalog } from "../../src/pricing/catalog.js";
 import { defaultCatalog } from "../../src/pricing/default-catalog.js";
 import { type PriceRequest, PricingError, priceRequest, priceUsage } from "../../src/pricing/price.js";
+import { addonCreditsMicros, type PlanAddon, planAllowanceMicros, planWorstCaseMicros, resolvePlan } from "../../src/pricing/plans.js";
 import { loadCatalogFile } from "../../src/pricing/store.js";
 
 const load = (name: string): Catalog => loadCatalogFile(new URL(`../../examples/catalogs/${name}.yaml`, import.meta.url).pathname);
@@ -160,4 +161,89 @@ test("describeCatalog shows the loaded catalog with exact credit strings", async
   expect(chat.models.find((m) => m.name === "gpt-4o-mini")).toMatchObject({ inputPer1M: "15", cachedInputPer1M: "7.5", outputPer1M: "60", encoding: "o200k_base", tokenizer: "o200k_base", estimated: false });
   expect(chat.models.find((m) => m.name === "claude-3-5-haiku")).toMatchObject({ encoding: "cl100k_base", tokenizer: "cl100k_base*1.15", estimated: true });
   expect(JSON.stringify(chat)).toContain('"version"'); // JSON-safe: no bigint inside
+});
+
+describe("plans in the example catalogs", () => {
+  const M = 1_000_000;
+  /** id → [credits, credits per seat] of every plan, in file order. */
+  const allowances = (c: Catalog): Record<string, [number, number]> =>
+    Object.fromEntries([...c.plans.values()].map((p) => [p.id, [p.creditsMicros / M, p.creditsPerSeatMicros / M]]));
+
+  test("funnel-builder (Perspective): Base 40, Grow 150, Expand 500, Scale 1,500+; legacy Pro, Business, Advanced, Individual, Volume", () => {
+    const c = load("funnel-builder");
+    const current = { base: 40, grow: 150, expand: 500, scale: 1500 };
+    const legacy = { pro: 40, business: 150, advanced: 500, individual: 500, volume: 1500 };
+    for (const [id, n] of Object.entries({ ...current, ...legacy })) {
+      const isLegacy = id in legacy;
+      for (const [pid, billing] of [[id, "month"], [`${id}-yearly`, "year"]] as const) {
+        const p = c.plans.get(pid)!;
+        expect(p, pid).toMatchObject({ creditsMicros: n * M, creditsPerSeatMicros: 0, unlimited: false, legacy: isLegacy, billing });
+        expect(p.period, pid).toBe("month"); // "If you're on a yearly plan, your AI credits will still reset every month"
+        // extra AI credits: recurring, shared, not for legacy plans
+        expect([...p.addons.keys()], pid).toEqual(isLegacy ? [] : ["extra_credits"]);
+        if (!isLegacy) expect(p.addons.get("extra_credits")).toMatchObject({ creditsPerUnitMicros: 50 * M, perSeat: false });
+      }
+    }
+    expect(c.plans.size).toBe(18);
+    expect(c.plans.get("base")!.name).toBe("Base");
+    expect(resolvePlan(c, "grow-annual")!.id).toBe("grow-yearly");
+    expect([...c.planAliases.keys()]).toEqual(["base-annual", "grow-annual", "expand-annual", "scale-annual"]);
+    expect(addonCreditsMicros(c.plans.get("grow")!.addons.get("extra_credits")!, 2, 7) + planAllowanceMicros(c.plans.get("grow")!, 7)).toBe(250 * M);
+  });
+
+  test("landing-page-builder: Free 250, Starter 1,000, Pro 5,000 a month, no add-ons", () => {
+    const c = load("landing-page-builder");
+    expect(allowances(c)).toEqual({ free: [250, 0], starter: [1000, 0], pro: [5000, 0] });
+    for (const p of c.plans.values()) expect(p).toMatchObject({ period: "month", billing: "month", legacy: false, unlimited: false, addons: new Map() });
+    // the document's examples: 205 credits fit Free, 770 need Starter
+    expect(planAllowanceMicros(c.plans.get("free")!, 1)).toBeGreaterThanOrEqual(205 * M);
+    expect(planAllowanceMicros(c.plans.get("free")!, 1)).toBeLessThan(770 * M);
+    expect(planAllowanceMicros(c.plans.get("starter")!, 1)).toBeGreaterThanOrEqual(770 * M);
+  });
+
+  test("video-studio (AI Studios): monthly and annual plans, per-user and shared add-on units", () => {
+    const c = load("video-studio");
+    expect(allowances(c)).toEqual({ free: [16, 0], personal: [60, 0], team: [0, 150], "personal-annual": [720, 0], "team-annual": [0, 1800] });
+    for (const id of ["free", "personal", "team"]) expect(c.plans.get(id)).toMatchObject({ period: "month", billing: "month" });
+    for (const id of ["personal-annual", "team-annual"]) expect(c.plans.get(id)).toMatchObject({ period: "year", billing: "year" }); // granted upfront
+    const unit = (id: string): PlanAddon => c.plans.get(id)!.addons.get("unit")!;
+    expect(unit("personal")).toMatchObject({ creditsPerUnitMicros: 60 * M, perSeat: true }); // per user
+    expect(unit("team")).toMatchObject({ creditsPerUnitMicros: 200 * M, perSeat: false }); // shared across the workspace
+    expect(unit("personal-annual")).toMatchObject({ creditsPerUnitMicros: 720 * M, perSeat: true }); // 12 × 60
+    expect(unit("team-annual")).toMatchObject({ creditsPerUnitMicros: 2400 * M, perSeat: false }); // 12 × 200
+    expect(c.plans.has("free") && c.plans.get("free")!.addons.size).toBe(0);
+    expect(planAllowanceMicros(c.plans.get("team")!, 4)).toBe(600 * M); // 150 per seat
+    expect(addonCreditsMicros(unit("team"), 2, 4)).toBe(400 * M);
+    expect(addonCreditsMicros(unit("personal"), 2, 1)).toBe(120 * M);
+    expect(resolvePlan(c, "team-yearly")!.id).toBe("team-annual");
+    expect(resolvePlan(c, "personal-yearly")!.id).toBe("personal-annual");
+    expect(c.plans.has("enterprise")).toBe(false); // custom allocations by contract: granted by an operator
+  });
+
+  test("crm-assistant (AI Employee): four pooled plans, each with the 14-day free trial", () => {
+    const c = load("crm-assistant");
+    expect([...c.plans.keys()]).toEqual(["starter", "professional", "scale", "enterprise"]);
+    for (const p of c.plans.values()) {
+      expect(p).toMatchObject({ period: "month", creditsPerSeatMicros: 0, unlimited: false, addons: new Map() }); // one pool; top-ups are one-time
+      expect(p.trial).toEqual({ creditsMicros: 250 * M, days: 14 }); // credits assumed
+    }
+    // the allowances are assumed (the document says "AI included"); higher plans include more
+    const credits = [...c.plans.values()].map((p) => p.creditsMicros);
+    expect(credits).toEqual([...credits].sort((a, b) => a - b));
+    expect(new Set(credits).size).toBe(4);
+  });
+
+  test("chatbot-platform (CleverAI): $0 100 credits, $29 5,000, Custom unlimited", () => {
+    const c = load("chatbot-platform");
+    expect(allowances(c)).toEqual({ free: [100, 0], pro: [5000, 0], enterprise: [0, 0] });
+    expect(c.plans.get("enterprise")).toMatchObject({ unlimited: true, addons: new Map() });
+    expect(planAllowanceMicros(c.plans.get("enterprise")!, 10)).toBe(0);
+    for (const p of c.plans.values()) expect(p).toMatchObject({ period: "month", legacy: false });
+  });
+
+  test("every example plan stays exact at 100,000 seats with every add-on maxed", () => {
+    for (const n of ["funnel-builder", "landing-page-builder", "video-studio", "crm-assistant", "chatbot-platform"]) {
+      for (const p of load(n).plans.values()) expect(planWorstCaseMicros(p) <= BigInt(Number.MAX_SAFE_INTEGER), `${n} ${p.id}`).toBe(true);
+    }
+  });
 });

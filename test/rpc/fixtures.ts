@@ -117,6 +117,18 @@ export function adminBinding(): ServiceBinding<typeof AdminService> {
       async getReservation(req) {
         throw new ConnectError(`reservation ${req.reservationId} not found`, Code.NotFound);
       },
+      async setSubscription() {
+        throw new ConnectError("not served by this fixture", Code.Unimplemented);
+      },
+      async getSubscription() {
+        throw new ConnectError("not served by this fixture", Code.Unimplemented);
+      },
+      async cancelAddon() {
+        throw new ConnectError("not served by this fixture", Code.Unimplemented);
+      },
+      async endSubscription() {
+        throw new ConnectError("not served by this fixture", Code.Unimplemented);
+      },
     },
   };
 }

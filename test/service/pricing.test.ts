@@ -39,7 +39,7 @@ function serve(catalog: string) {
 
 beforeEach(async () => {
   t = await openLedger(env.redis);
-  await adminService({ ledger: t.ledger }).grant(
+  await adminService({ ledger: t.ledger, catalog: () => pricing.pricer.catalog }).grant(
     create(GrantRequestSchema, { accountId: "acme", grantId: "g", amountMicros: 1000n * BigInt(C), kind: BucketKind.ALLOWANCE }),
     ctx,
   );

@@ -31,7 +31,7 @@ beforeEach(async () => {
   t = await openLedger(env.redis);
   pricing ??= testPricer(env.redis, t.prefix);
   credit = creditService({ ledger: t.ledger, pricer: pricing.pricer, holdTtlDefaultSeconds: 600, holdTtlMaxSeconds: 3600 });
-  admin = adminService({ ledger: t.ledger });
+  admin = adminService({ ledger: t.ledger, catalog: () => pricing!.pricer.catalog });
   // An account with credits and a live hold, so a call that slipped past validation would change something.
   await admin.grant(create(GrantRequestSchema, { accountId: "acme", grantId: "g-0", amountMicros: 100n * BigInt(C), kind: BucketKind.ALLOWANCE }), ctx);
   await credit.reserve(create(ReserveRequestSchema, { accountId: "acme", requestId: "r-0", cost: { case: "amountMicros", value: 5n * BigInt(C) } }), ctx);

@@ -291,6 +291,8 @@ export class LedgerModel {
       expiredMicros: c.expired,
       nowMs: now,
       buckets: drawOrder(c).map(bucketState),
+      period: null,
+      member: null,
     };
   }
 

@@ -21,7 +21,8 @@ for _, name in ipairs({ 'granted', 'held', 'charged', 'expired' }) do
 end
 local hold_sum, hold_count = 0, 0
 for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  local draws, total = parse_draws(string.match(m, '|(.*)$'))
+  local _, draws_str = split_hold(m)
+  local draws, total = parse_draws(draws_str)
   for _, d in ipairs(draws) do
     if d.amt <= 0 then negatives = negatives + 1 end
   end

@@ -12,6 +12,6 @@ local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then
   return { -2 }
 end
-local d = redis.call('HGET', KEYS[1], 'd')
-local score = redis.call('ZSCORE', KEYS[2], hold_member(ARGV[2], d))
+local r = redis.call('HMGET', KEYS[1], 'd', 'mb')
+local score = redis.call('ZSCORE', KEYS[2], hold_member(ARGV[2], r[1], r[2] or ''))
 return { 0, fields, score or '-1', int(clock(ARGV[1])) }

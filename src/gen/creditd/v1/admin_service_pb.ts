@@ -2,8 +2,10 @@
 // @generated from file creditd/v1/admin_service.proto (package creditd.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Subscription, SubscriptionStatus } from "./subscription_pb.js";
+import { file_creditd_v1_subscription } from "./subscription_pb.js";
 import type { Bucket, BucketAmount, BucketKind, ReservationState } from "./types_pb.js";
 import { file_creditd_v1_types } from "./types_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +16,240 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file creditd/v1/admin_service.proto.
  */
 export const file_creditd_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5jcmVkaXRkL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCmNyZWRpdGQudjEiswEKDEdyYW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhAKCGdyYW50X2lkGAIgASgJEhUKDWFtb3VudF9taWNyb3MYAyABKAMSJAoEa2luZBgEIAEoDjIWLmNyZWRpdGQudjEuQnVja2V0S2luZBIQCghwcmlvcml0eRgFIAEoBRIuCgpleHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJfCg1HcmFudFJlc3BvbnNlEiIKBmJ1Y2tldBgBIAEoCzISLmNyZWRpdGQudjEuQnVja2V0EhgKEGF2YWlsYWJsZV9taWNyb3MYAiABKAMSEAoIcmVwbGF5ZWQYAyABKAgiLwoVR2V0UmVzZXJ2YXRpb25SZXF1ZXN0EhYKDnJlc2VydmF0aW9uX2lkGAEgASgJIkYKFkdldFJlc2VydmF0aW9uUmVzcG9uc2USLAoLcmVzZXJ2YXRpb24YASABKAsyFy5jcmVkaXRkLnYxLlJlc2VydmF0aW9uIr4ECgtSZXNlcnZhdGlvbhIWCg5yZXNlcnZhdGlvbl9pZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSKwoFc3RhdGUYBCABKA4yHC5jcmVkaXRkLnYxLlJlc2VydmF0aW9uU3RhdGUSEwoLaGVsZF9taWNyb3MYBSABKAMSFgoOY2hhcmdlZF9taWNyb3MYBiABKAMSFwoPcmVsZWFzZWRfbWljcm9zGAcgASgDEhcKD3JlZnVuZGVkX21pY3JvcxgIIAEoAxIYChB1bmNvdmVyZWRfbWljcm9zGAkgASgDEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnNldHRsZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JlZnVuZGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxob2xkX2V4cGlyZWQYDiABKAgSKwoJaGVsZF9mcm9tGA8gAygLMhguY3JlZGl0ZC52MS5CdWNrZXRBbW91bnQSLgoMY2hhcmdlZF9mcm9tGBAgAygLMhguY3JlZGl0ZC52MS5CdWNrZXRBbW91bnQSFQoNcmVmdW5kX3JlYXNvbhgRIAEoCTKlAQoMQWRtaW5TZXJ2aWNlEjwKBUdyYW50EhguY3JlZGl0ZC52MS5HcmFudFJlcXVlc3QaGS5jcmVkaXRkLnYxLkdyYW50UmVzcG9uc2USVwoOR2V0UmVzZXJ2YXRpb24SIS5jcmVkaXRkLnYxLkdldFJlc2VydmF0aW9uUmVxdWVzdBoiLmNyZWRpdGQudjEuR2V0UmVzZXJ2YXRpb25SZXNwb25zZWIGcHJvdG8z", [file_creditd_v1_types, file_google_protobuf_timestamp]);
+  fileDesc("Ch5jcmVkaXRkL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCmNyZWRpdGQudjEinQIKFlNldFN1YnNjcmlwdGlvblJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIPCgdwbGFuX2lkGAIgASgJEhIKBXNlYXRzGAMgASgFSACIAQESMgoOYmlsbGluZ19hbmNob3IYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKBmFkZG9ucxgFIAMoCzIWLmNyZWRpdGQudjEuQWRkb25Vbml0cxIuCgZzdGF0dXMYBiABKA4yHi5jcmVkaXRkLnYxLlN1YnNjcmlwdGlvblN0YXR1cxIeChFtZW1iZXJfY2FwX21pY3JvcxgHIAEoA0gBiAEBQggKBl9zZWF0c0IUChJfbWVtYmVyX2NhcF9taWNyb3MiLQoKQWRkb25Vbml0cxIQCghhZGRvbl9pZBgBIAEoCRINCgV1bml0cxgCIAEoBSJ5ChdTZXRTdWJzY3JpcHRpb25SZXNwb25zZRIuCgxzdWJzY3JpcHRpb24YASABKAsyGC5jcmVkaXRkLnYxLlN1YnNjcmlwdGlvbhIuCgZjaGFuZ2UYAiABKA4yHi5jcmVkaXRkLnYxLlN1YnNjcmlwdGlvbkNoYW5nZSIsChZHZXRTdWJzY3JpcHRpb25SZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiSQoXR2V0U3Vic2NyaXB0aW9uUmVzcG9uc2USLgoMc3Vic2NyaXB0aW9uGAEgASgLMhguY3JlZGl0ZC52MS5TdWJzY3JpcHRpb24iOgoSQ2FuY2VsQWRkb25SZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEAoIYWRkb25faWQYAiABKAkiVgoTQ2FuY2VsQWRkb25SZXNwb25zZRIuCgxzdWJzY3JpcHRpb24YASABKAsyGC5jcmVkaXRkLnYxLlN1YnNjcmlwdGlvbhIPCgdjaGFuZ2VkGAIgASgIIk8KFkVuZFN1YnNjcmlwdGlvblJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIhCgR3aGVuGAIgASgOMhMuY3JlZGl0ZC52MS5FbmRXaGVuIloKF0VuZFN1YnNjcmlwdGlvblJlc3BvbnNlEi4KDHN1YnNjcmlwdGlvbhgBIAEoCzIYLmNyZWRpdGQudjEuU3Vic2NyaXB0aW9uEg8KB2NoYW5nZWQYAiABKAgiswEKDEdyYW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhAKCGdyYW50X2lkGAIgASgJEhUKDWFtb3VudF9taWNyb3MYAyABKAMSJAoEa2luZBgEIAEoDjIWLmNyZWRpdGQudjEuQnVja2V0S2luZBIQCghwcmlvcml0eRgFIAEoBRIuCgpleHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJfCg1HcmFudFJlc3BvbnNlEiIKBmJ1Y2tldBgBIAEoCzISLmNyZWRpdGQudjEuQnVja2V0EhgKEGF2YWlsYWJsZV9taWNyb3MYAiABKAMSEAoIcmVwbGF5ZWQYAyABKAgiLwoVR2V0UmVzZXJ2YXRpb25SZXF1ZXN0EhYKDnJlc2VydmF0aW9uX2lkGAEgASgJIkYKFkdldFJlc2VydmF0aW9uUmVzcG9uc2USLAoLcmVzZXJ2YXRpb24YASABKAsyFy5jcmVkaXRkLnYxLlJlc2VydmF0aW9uIr4ECgtSZXNlcnZhdGlvbhIWCg5yZXNlcnZhdGlvbl9pZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSKwoFc3RhdGUYBCABKA4yHC5jcmVkaXRkLnYxLlJlc2VydmF0aW9uU3RhdGUSEwoLaGVsZF9taWNyb3MYBSABKAMSFgoOY2hhcmdlZF9taWNyb3MYBiABKAMSFwoPcmVsZWFzZWRfbWljcm9zGAcgASgDEhcKD3JlZnVuZGVkX21pY3JvcxgIIAEoAxIYChB1bmNvdmVyZWRfbWljcm9zGAkgASgDEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnNldHRsZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3JlZnVuZGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxob2xkX2V4cGlyZWQYDiABKAgSKwoJaGVsZF9mcm9tGA8gAygLMhguY3JlZGl0ZC52MS5CdWNrZXRBbW91bnQSLgoMY2hhcmdlZF9mcm9tGBAgAygLMhguY3JlZGl0ZC52MS5CdWNrZXRBbW91bnQSFQoNcmVmdW5kX3JlYXNvbhgRIAEoCSqoAgoSU3Vic2NyaXB0aW9uQ2hhbmdlEiMKH1NVQlNDUklQVElPTl9DSEFOR0VfVU5TUEVDSUZJRUQQABIfChtTVUJTQ1JJUFRJT05fQ0hBTkdFX1NUQVJURUQQARIfChtTVUJTQ1JJUFRJT05fQ0hBTkdFX0FQUExJRUQQAhIhCh1TVUJTQ1JJUFRJT05fQ0hBTkdFX1NDSEVEVUxFRBADEh8KG1NVQlNDUklQVElPTl9DSEFOR0VfVVBEQVRFRBAEEiEKHVNVQlNDUklQVElPTl9DSEFOR0VfQUNUSVZBVEVEEAUSIQodU1VCU0NSSVBUSU9OX0NIQU5HRV9SRVNUQVJURUQQBhIhCh1TVUJTQ1JJUFRJT05fQ0hBTkdFX1VOQ0hBTkdFRBAHKk4KB0VuZFdoZW4SGAoURU5EX1dIRU5fVU5TUEVDSUZJRUQQABIQCgxFTkRfV0hFTl9OT1cQARIXChNFTkRfV0hFTl9QRVJJT0RfRU5EEAIyiQQKDEFkbWluU2VydmljZRI8CgVHcmFudBIYLmNyZWRpdGQudjEuR3JhbnRSZXF1ZXN0GhkuY3JlZGl0ZC52MS5HcmFudFJlc3BvbnNlElcKDkdldFJlc2VydmF0aW9uEiEuY3JlZGl0ZC52MS5HZXRSZXNlcnZhdGlvblJlcXVlc3QaIi5jcmVkaXRkLnYxLkdldFJlc2VydmF0aW9uUmVzcG9uc2USWgoPU2V0U3Vic2NyaXB0aW9uEiIuY3JlZGl0ZC52MS5TZXRTdWJzY3JpcHRpb25SZXF1ZXN0GiMuY3JlZGl0ZC52MS5TZXRTdWJzY3JpcHRpb25SZXNwb25zZRJaCg9HZXRTdWJzY3JpcHRpb24SIi5jcmVkaXRkLnYxLkdldFN1YnNjcmlwdGlvblJlcXVlc3QaIy5jcmVkaXRkLnYxLkdldFN1YnNjcmlwdGlvblJlc3BvbnNlEk4KC0NhbmNlbEFkZG9uEh4uY3JlZGl0ZC52MS5DYW5jZWxBZGRvblJlcXVlc3QaHy5jcmVkaXRkLnYxLkNhbmNlbEFkZG9uUmVzcG9uc2USWgoPRW5kU3Vic2NyaXB0aW9uEiIuY3JlZGl0ZC52MS5FbmRTdWJzY3JpcHRpb25SZXF1ZXN0GiMuY3JlZGl0ZC52MS5FbmRTdWJzY3JpcHRpb25SZXNwb25zZWIGcHJvdG8z", [file_creditd_v1_subscription, file_creditd_v1_types, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message creditd.v1.SetSubscriptionRequest
+ */
+export type SetSubscriptionRequest = Message<"creditd.v1.SetSubscriptionRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * A catalog plan id or one of its aliases.
+   *
+   * @generated from field: string plan_id = 2;
+   */
+  planId: string;
+
+  /**
+   * At least 1. Unset: 1 for a new subscription, the current seats otherwise.
+   *
+   * @generated from field: optional int32 seats = 3;
+   */
+  seats?: number | undefined;
+
+  /**
+   * When periods start (day and time of day, UTC). Unset: now for a new subscription (the trial's end when
+   * trialing), the current anchor otherwise. A different anchor restarts the billing cycle now.
+   *
+   * @generated from field: google.protobuf.Timestamp billing_anchor = 4;
+   */
+  billingAnchor?: Timestamp | undefined;
+
+  /**
+   * Add-on units wanted from now on (add-ons of the plan). An add-on left out is cancelled (it keeps its credits
+   * to the period's end); units 0 does the same.
+   *
+   * @generated from field: repeated creditd.v1.AddonUnits addons = 5;
+   */
+  addons: AddonUnits[];
+
+  /**
+   * UNSPECIFIED means ACTIVE. TRIALING only starts a new subscription, with the plan's trial.
+   *
+   * @generated from field: creditd.v1.SubscriptionStatus status = 6;
+   */
+  status: SubscriptionStatus;
+
+  /**
+   * Per-member cap per period. Unset: the plan's member_cap (none when it has none); 0 = no cap.
+   *
+   * @generated from field: optional int64 member_cap_micros = 7;
+   */
+  memberCapMicros?: bigint | undefined;
+};
+
+/**
+ * Describes the message creditd.v1.SetSubscriptionRequest.
+ * Use `create(SetSubscriptionRequestSchema)` to create a new message.
+ */
+export const SetSubscriptionRequestSchema: GenMessage<SetSubscriptionRequest> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_admin_service, 0);
+
+/**
+ * @generated from message creditd.v1.AddonUnits
+ */
+export type AddonUnits = Message<"creditd.v1.AddonUnits"> & {
+  /**
+   * @generated from field: string addon_id = 1;
+   */
+  addonId: string;
+
+  /**
+   * @generated from field: int32 units = 2;
+   */
+  units: number;
+};
+
+/**
+ * Describes the message creditd.v1.AddonUnits.
+ * Use `create(AddonUnitsSchema)` to create a new message.
+ */
+export const AddonUnitsSchema: GenMessage<AddonUnits> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_admin_service, 1);
+
+/**
+ * @generated from message creditd.v1.SetSubscriptionResponse
+ */
+export type SetSubscriptionResponse = Message<"creditd.v1.SetSubscriptionResponse"> & {
+  /**
+   * @generated from field: creditd.v1.Subscription subscription = 1;
+   */
+  subscription?: Subscription | undefined;
+
+  /**
+   * @generated from field: creditd.v1.SubscriptionChange change = 2;
+   */
+  change: SubscriptionChange;
+};
+
+/**
+ * Describes the message creditd.v1.SetSubscriptionResponse.
+ * Use `create(SetSubscriptionResponseSchema)` to create a new message.
+ */
+export const SetSubscriptionResponseSchema: GenMessage<SetSubscriptionResponse> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_admin_service, 2);
+
+/**
+ * @generated from message creditd.v1.GetSubscriptionRequest
+ */
+export type GetSubscriptionRequest = Message<"creditd.v1.GetSubscriptionRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message creditd.v1.GetSubscriptionRequest.
+ * Use `create(GetSubscriptionRequestSchema)` to create a new message.
+ */
+export const GetSubscriptionRequestSchema: GenMessage<GetSubscriptionRequest> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_admin_service, 3);
+
+/**
+ * @generated from message creditd.v1.GetSubscriptionResponse
+ */
+export type GetSubscriptionResponse = Message<"creditd.v1.GetSubscriptionResponse"> & {
+  /**
+   * @generated from field: creditd.v1.Subscription subscription = 1;
+   */
+  subscription?: Subscription | undefined;
+};
+
+/**
+ * Describes the message creditd.v1.GetSubscriptionResponse.
+ * Use `create(GetSubscriptionResponseSchema)` to create a new message.
+ */
+export const GetSubscriptionResponseSchema: GenMessage<GetSubscriptionResponse> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_admin_service, 4);
+
+/**
+ * @generated from message creditd.v1.CancelAddonRequest
+ */
+export type CancelAddonRequest = Message<"creditd.v1.CancelAddonRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: string addon_id = 2;
+   */
+  addonId: string;
+};
+
+/**
+ * Describes the message creditd.v1.CancelAddonRequest.
+ * Use `create(CancelAddonRequestSchema)` to create a new message.
+ */
+export const CancelAddonRequestSchema: GenMessage<CancelAddonRequest> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_admin_service, 5);
+
+/**
+ * @generated from message creditd.v1.CancelAddonResponse
+ */
+export type CancelAddonResponse = Message<"creditd.v1.CancelAddonResponse"> & {
+  /**
+   * @generated from field: creditd.v1.Subscription subscription = 1;
+   */
+  subscription?: Subscription | undefined;
+
+  /**
+   * False when it was already cancelled (a repeat).
+   *
+   * @generated from field: bool changed = 2;
+   */
+  changed: boolean;
+};
+
+/**
+ * Describes the message creditd.v1.CancelAddonResponse.
+ * Use `create(CancelAddonResponseSchema)` to create a new message.
+ */
+export const CancelAddonResponseSchema: GenMessage<CancelAddonResponse> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_admin_service, 6);
+
+/**
+ * @generated from message creditd.v1.EndSubscriptionRequest
+ */
+export type EndSubscriptionRequest = Message<"creditd.v1.EndSubscriptionRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * UNSPECIFIED means NOW.
+   *
+   * @generated from field: creditd.v1.EndWhen when = 2;
+   */
+  when: EndWhen;
+};
+
+/**
+ * Describes the message creditd.v1.EndSubscriptionRequest.
+ * Use `create(EndSubscriptionRequestSchema)` to create a new message.
+ */
+export const EndSubscriptionRequestSchema: GenMessage<EndSubscriptionRequest> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_admin_service, 7);
+
+/**
+ * @generated from message creditd.v1.EndSubscriptionResponse
+ */
+export type EndSubscriptionResponse = Message<"creditd.v1.EndSubscriptionResponse"> & {
+  /**
+   * @generated from field: creditd.v1.Subscription subscription = 1;
+   */
+  subscription?: Subscription | undefined;
+
+  /**
+   * False when it had already ended (or was already scheduled to).
+   *
+   * @generated from field: bool changed = 2;
+   */
+  changed: boolean;
+};
+
+/**
+ * Describes the message creditd.v1.EndSubscriptionResponse.
+ * Use `create(EndSubscriptionResponseSchema)` to create a new message.
+ */
+export const EndSubscriptionResponseSchema: GenMessage<EndSubscriptionResponse> = /*@__PURE__*/
+  messageDesc(file_creditd_v1_admin_service, 8);
 
 /**
  * @generated from message creditd.v1.GrantRequest
@@ -64,7 +299,7 @@ export type GrantRequest = Message<"creditd.v1.GrantRequest"> & {
  * Use `create(GrantRequestSchema)` to create a new message.
  */
 export const GrantRequestSchema: GenMessage<GrantRequest> = /*@__PURE__*/
-  messageDesc(file_creditd_v1_admin_service, 0);
+  messageDesc(file_creditd_v1_admin_service, 9);
 
 /**
  * @generated from message creditd.v1.GrantResponse
@@ -91,7 +326,7 @@ export type GrantResponse = Message<"creditd.v1.GrantResponse"> & {
  * Use `create(GrantResponseSchema)` to create a new message.
  */
 export const GrantResponseSchema: GenMessage<GrantResponse> = /*@__PURE__*/
-  messageDesc(file_creditd_v1_admin_service, 1);
+  messageDesc(file_creditd_v1_admin_service, 10);
 
 /**
  * @generated from message creditd.v1.GetReservationRequest
@@ -108,7 +343,7 @@ export type GetReservationRequest = Message<"creditd.v1.GetReservationRequest"> 
  * Use `create(GetReservationRequestSchema)` to create a new message.
  */
 export const GetReservationRequestSchema: GenMessage<GetReservationRequest> = /*@__PURE__*/
-  messageDesc(file_creditd_v1_admin_service, 2);
+  messageDesc(file_creditd_v1_admin_service, 11);
 
 /**
  * @generated from message creditd.v1.GetReservationResponse
@@ -125,7 +360,7 @@ export type GetReservationResponse = Message<"creditd.v1.GetReservationResponse"
  * Use `create(GetReservationResponseSchema)` to create a new message.
  */
 export const GetReservationResponseSchema: GenMessage<GetReservationResponse> = /*@__PURE__*/
-  messageDesc(file_creditd_v1_admin_service, 3);
+  messageDesc(file_creditd_v1_admin_service, 12);
 
 /**
  * @generated from message creditd.v1.Reservation
@@ -230,7 +465,106 @@ export type Reservation = Message<"creditd.v1.Reservation"> & {
  * Use `create(ReservationSchema)` to create a new message.
  */
 export const ReservationSchema: GenMessage<Reservation> = /*@__PURE__*/
-  messageDesc(file_creditd_v1_admin_service, 4);
+  messageDesc(file_creditd_v1_admin_service, 13);
+
+/**
+ * What SetSubscription did to the current period.
+ *
+ * @generated from enum creditd.v1.SubscriptionChange
+ */
+export enum SubscriptionChange {
+  /**
+   * @generated from enum value: SUBSCRIPTION_CHANGE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A new subscription: its first period (or trial) started.
+   *
+   * @generated from enum value: SUBSCRIPTION_CHANGE_STARTED = 1;
+   */
+  STARTED = 1,
+
+  /**
+   * Applied at once (more allowance, seats or add-on units; a scheduled change cancelled).
+   *
+   * @generated from enum value: SUBSCRIPTION_CHANGE_APPLIED = 2;
+   */
+  APPLIED = 2,
+
+  /**
+   * Less allowance: takes effect when the period ends (see Subscription.scheduled).
+   *
+   * @generated from enum value: SUBSCRIPTION_CHANGE_SCHEDULED = 3;
+   */
+  SCHEDULED = 3,
+
+  /**
+   * Recorded without changing credits (member cap, status, terms while trialing).
+   *
+   * @generated from enum value: SUBSCRIPTION_CHANGE_UPDATED = 4;
+   */
+  UPDATED = 4,
+
+  /**
+   * The trial ended now and the first period started.
+   *
+   * @generated from enum value: SUBSCRIPTION_CHANGE_ACTIVATED = 5;
+   */
+  ACTIVATED = 5,
+
+  /**
+   * Another cadence or anchor: the period ended now and a new one started.
+   *
+   * @generated from enum value: SUBSCRIPTION_CHANGE_RESTARTED = 6;
+   */
+  RESTARTED = 6,
+
+  /**
+   * Nothing to change: the request states what is in force.
+   *
+   * @generated from enum value: SUBSCRIPTION_CHANGE_UNCHANGED = 7;
+   */
+  UNCHANGED = 7,
+}
+
+/**
+ * Describes the enum creditd.v1.SubscriptionChange.
+ */
+export const SubscriptionChangeSchema: GenEnum<SubscriptionChange> = /*@__PURE__*/
+  enumDesc(file_creditd_v1_admin_service, 0);
+
+/**
+ * When EndSubscription takes effect.
+ *
+ * @generated from enum creditd.v1.EndWhen
+ */
+export enum EndWhen {
+  /**
+   * @generated from enum value: END_WHEN_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Now: this period's allowance, add-on and trial credits end (what was left is recorded as expired).
+   *
+   * @generated from enum value: END_WHEN_NOW = 1;
+   */
+  NOW = 1,
+
+  /**
+   * When the period ends: everything stays to the period's end, nothing renews.
+   *
+   * @generated from enum value: END_WHEN_PERIOD_END = 2;
+   */
+  PERIOD_END = 2,
+}
+
+/**
+ * Describes the enum creditd.v1.EndWhen.
+ */
+export const EndWhenSchema: GenEnum<EndWhen> = /*@__PURE__*/
+  enumDesc(file_creditd_v1_admin_service, 1);
 
 /**
  * Operators' calls: granting credits and inspecting reservations.
@@ -257,6 +591,47 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetReservationRequestSchema;
     output: typeof GetReservationResponseSchema;
+  },
+  /**
+   * Starts or changes an account's subscription to a catalog plan. Idempotent: stating what is in force changes
+   * nothing. More allowance (upgrade, added seats, more add-on units) applies at once; less at the next period.
+   *
+   * @generated from rpc creditd.v1.AdminService.SetSubscription
+   */
+  setSubscription: {
+    methodKind: "unary";
+    input: typeof SetSubscriptionRequestSchema;
+    output: typeof SetSubscriptionResponseSchema;
+  },
+  /**
+   * The subscription and its current period (rolled forward first if its period has ended).
+   *
+   * @generated from rpc creditd.v1.AdminService.GetSubscription
+   */
+  getSubscription: {
+    methodKind: "unary";
+    input: typeof GetSubscriptionRequestSchema;
+    output: typeof GetSubscriptionResponseSchema;
+  },
+  /**
+   * Stops an add-on from renewing: its credits stay to the end of the period.
+   *
+   * @generated from rpc creditd.v1.AdminService.CancelAddon
+   */
+  cancelAddon: {
+    methodKind: "unary";
+    input: typeof CancelAddonRequestSchema;
+    output: typeof CancelAddonResponseSchema;
+  },
+  /**
+   * Ends the subscription now or at the end of the period; its add-ons end with it. Top-ups and grants stay.
+   *
+   * @generated from rpc creditd.v1.AdminService.EndSubscription
+   */
+  endSubscription: {
+    methodKind: "unary";
+    input: typeof EndSubscriptionRequestSchema;
+    output: typeof EndSubscriptionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_creditd_v1_admin_service, 0);

@@ -8,14 +8,23 @@
                                       earlier than the real one, never later, so a touch knows when to look
     b<N>.r  b<N>.g  b<N>.k  b<N>.p     bucket N: remaining, granted, kind, priority,
     b<N>.x  b<N>.t  b<N>.gid          expiry (ms, 0 = never), created (ms), the grant id that made it
-  Live holds sit in the holds sorted set: score = deadline (ms), member = "<request_id>|<draws>", where draws is
-  "<bucket>:<amount>,..." in draw order. Amounts are integers below 2^53, written with %d so no digit is lost
+    b<N>.u                            1 on a plan's unlimited allowance: it grows by what a draw needs (minted,
+                                      granted and logged), so an unlimited plan never refuses and usage stays true
+    s.*  n.*  p.*                     the subscription's terms, its scheduled change and its current period
+                                      (see includes/subscription.lua)
+  Live holds sit in the holds sorted set: score = deadline (ms), member = "<request_id>|<draws>" or
+  "<request_id>|<draws>|<member_id>" for a workspace member's generation, where draws is
+  "<bucket>:<amount>,..." in draw order.
+  Member usage lives in the members hash (same hash tag): <member>.h held now, <member>.u charged in the period
+  that started at <member>.p. Amounts are integers below 2^53, written with %d so no digit is lost
   (tostring() would print 1e+15), and returned as strings too: ioredis's RESP integer decoder rounds values
   within a few dozen of 2^53.
 ]]
 
 local MAX_SAFE = 9007199254740991
-local BUCKET_ATTRS = { 'r', 'g', 'k', 'p', 'x', 't', 'gid' }
+local BUCKET_ATTRS = { 'r', 'g', 'k', 'p', 'x', 't', 'gid', 'u' }
+-- Default draw priorities of the kinds a subscription creates (src/ledger/status.ts has all of them).
+local PRIORITY = { allowance = 100, addon = 200, trial = 300 }
 local TOTALS = { granted = true, held = true, charged = true, expired = true, nb = true }
 
 local function int(n)
@@ -31,13 +40,14 @@ local function clock(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function load_account(key, now, account_id, holds_key, sweep_key, ledger_key, maxlen)
+local function load_account(key, now, account_id, holds_key, sweep_key, ledger_key, maxlen, members_key)
   local flat = redis.call('HGETALL', key)
   local a = {
     key = key, now = now, account_id = account_id, holds_key = holds_key, sweep_key = sweep_key,
-    ledger_key = ledger_key, maxlen = maxlen,
+    ledger_key = ledger_key, maxlen = maxlen, members_key = members_key,
     granted = 0, held = 0, charged = 0, expired = 0, nb = 0, nx = false,
     buckets = {}, set = {}, del = {}, log = {}, nx_changed = false, zrem = {}, removed = {},
+    sub = {}, nxt = {}, per = {}, members = {},
   }
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
@@ -53,6 +63,12 @@ local function load_account(key, now, account_id, holds_key, sweep_key, ledger_k
       a.nx = tonumber(v)
     elseif TOTALS[f] then
       a[f] = tonumber(v)
+    else
+      local section, name = string.match(f, '^([snp])%.(.+)$')
+      if section == 's' then a.sub[name] = v
+      elseif section == 'n' then a.nxt[name] = v
+      elseif section == 'p' then a.per[name] = v
+      end
     end
   end
   return a
@@ -103,22 +119,89 @@ local function available(a)
   return sum
 end
 
--- A bucket stops counting the moment it expires: what it had left is recorded as expired.
+-- Ends a bucket at time t: what it had left is recorded as expired.
+local function expire_bucket(a, b, t)
+  a.expired = a.expired + b.r
+  mark_total(a, 'expired')
+  a.buckets[b.id] = nil
+  for _, attr in ipairs(BUCKET_ATTRS) do
+    local f = 'b' .. b.id .. '.' .. attr
+    a.set[f] = nil
+    a.del[#a.del + 1] = f
+  end
+  log_entry(a, { 'op', 'expire', 't', int(t), 'bucket', 'b' .. b.id, 'kind', b.k, 'amt', int(b.r) })
+end
+
+-- A bucket stops counting the moment it expires.
 local function expire_buckets(a)
   local now = a.now
   for _, b in ipairs(draw_order(a)) do
     if b.x > 0 and b.x <= now then
-      a.expired = a.expired + b.r
-      mark_total(a, 'expired')
-      a.buckets[b.id] = nil
-      for _, attr in ipairs(BUCKET_ATTRS) do
-        local f = 'b' .. b.id .. '.' .. attr
-        a.set[f] = nil
-        a.del[#a.del + 1] = f
-      end
-      log_entry(a, { 'op', 'expire', 't', int(b.x), 'bucket', 'b' .. b.id, 'kind', b.k, 'amt', int(b.r) })
+      expire_bucket(a, b, b.x)
     end
   end
+end
+
+-- Adds a bucket; every credit that enters an account is a grant entry in the ledger.
+local function new_bucket(a, kind, amount, expires_at, gid, unlimited)
+  a.nb = a.nb + 1
+  a.granted = a.granted + amount
+  mark_total(a, 'nb')
+  mark_total(a, 'granted')
+  local n = int(a.nb)
+  local b = { id = n, n = a.nb, r = amount, g = amount, k = kind, p = PRIORITY[kind] or 300, x = expires_at,
+    t = a.now, gid = gid, u = unlimited and 1 or nil }
+  a.buckets[n] = b
+  local prefix = 'b' .. n .. '.'
+  a.set[prefix .. 'r'] = int(amount)
+  a.set[prefix .. 'g'] = int(amount)
+  a.set[prefix .. 'k'] = kind
+  a.set[prefix .. 'p'] = int(b.p)
+  a.set[prefix .. 'x'] = int(expires_at)
+  a.set[prefix .. 't'] = int(a.now)
+  a.set[prefix .. 'gid'] = gid
+  if unlimited then a.set[prefix .. 'u'] = '1' end
+  local entry = { 'op', 'grant', 't', int(a.now), 'grant', gid, 'bucket', 'b' .. n, 'kind', kind, 'amt', int(amount),
+    'exp', int(expires_at) }
+  if unlimited then
+    entry[#entry + 1] = 'unlimited'
+    entry[#entry + 1] = '1'
+  end
+  log_entry(a, entry)
+  return b
+end
+
+-- Grows (or, never below what it has left, shrinks) a live bucket by delta credits, logged as a grant.
+local function grow_bucket(a, b, delta, why)
+  if delta == 0 then return end
+  b.g = b.g + delta
+  b.r = b.r + delta
+  a.granted = a.granted + delta
+  mark_total(a, 'granted')
+  a.set['b' .. b.id .. '.g'] = int(b.g)
+  a.set['b' .. b.id .. '.r'] = int(b.r)
+  log_entry(a, { 'op', 'grant', 't', int(a.now), 'grant', b.gid, 'bucket', 'b' .. b.id, 'kind', b.k,
+    'amt', int(delta), 'exp', int(b.x), 'why', why })
+end
+
+local function find_bucket(a, gid)
+  for _, b in pairs(a.buckets) do
+    if b.gid == gid then return b end
+  end
+  return nil
+end
+
+-- True when some live bucket is an unlimited allowance.
+local function unlimited(a)
+  for _, b in pairs(a.buckets) do
+    if b.u == 1 then return true end
+  end
+  return false
+end
+
+-- Whether the account can give amount now (an unlimited allowance always can).
+local function covers(a, amount)
+  return unlimited(a) or available(a) >= amount
 end
 
 local function parse_draws(s)
@@ -159,6 +242,17 @@ local function take(a, amount)
   local draws, left = {}, amount
   if left <= 0 then return draws, 0 end
   for _, b in ipairs(draw_order(a)) do
+    if b.u == 1 and b.r < left then
+      -- An unlimited allowance grows by what this draw needs: granted and logged, so the invariant holds.
+      local minted = left - b.r
+      b.g = b.g + minted
+      b.r = left
+      a.granted = a.granted + minted
+      mark_total(a, 'granted')
+      a.set['b' .. b.id .. '.g'] = int(b.g)
+      log_entry(a, { 'op', 'grant', 't', int(a.now), 'grant', b.gid, 'bucket', 'b' .. b.id, 'kind', b.k,
+        'amt', int(minted), 'exp', int(b.x), 'why', 'unlimited' })
+    end
     if b.r > 0 then
       local t = math.min(b.r, left)
       b.r = b.r - t
@@ -203,18 +297,73 @@ local function split_draws(draws, charge)
   return charged, rest
 end
 
-local function hold_member(request_id, draws_str)
+local function hold_member(request_id, draws_str, member_id)
+  if member_id and member_id ~= '' then
+    return request_id .. '|' .. draws_str .. '|' .. member_id
+  end
   return request_id .. '|' .. draws_str
+end
+
+-- request id, draws, member id ('' for none) of a holds-set member.
+local function split_hold(member)
+  local request_id, draws_str, member_id = string.match(member, '^([^|]*)|([^|]*)|?(.*)$')
+  return request_id, draws_str, member_id
+end
+
+-- ─── Workspace members ──────────────────────────────────────────────────────────────────────────
+
+-- The period member usage counts in: the subscription's current period, or one endless period without one.
+local function usage_period(a)
+  return a.per.s or '0'
+end
+
+local function member_state(a, member_id)
+  local st = a.members[member_id]
+  if not st then
+    local v = redis.call('HMGET', a.members_key, member_id .. '.h', member_id .. '.u', member_id .. '.p')
+    st = { h = tonumber(v[1]) or 0, u = tonumber(v[2]) or 0, p = v[3] or '', dirty = false }
+    a.members[member_id] = st
+  end
+  return st
+end
+
+-- What a member has charged in the current period.
+local function member_used(a, st)
+  if st.p == usage_period(a) then return st.u end
+  return 0
+end
+
+local function member_held(a, member_id, delta)
+  if member_id == '' then return end
+  local st = member_state(a, member_id)
+  st.h = math.max(0, st.h + delta)
+  st.dirty = true
+end
+
+local function member_charged(a, member_id, delta)
+  if member_id == '' then return end
+  local st = member_state(a, member_id)
+  st.u = math.max(0, member_used(a, st) + delta)
+  st.p = usage_period(a)
+  st.dirty = true
+end
+
+-- Charged this period (only kept while the account has a subscription period).
+local function period_charged(a, delta)
+  if not a.per.s then return end
+  a.per.u = int(math.max(0, (tonumber(a.per.u) or 0) + delta))
+  a.set['p.u'] = a.per.u
 end
 
 -- Releases one live hold whose deadline has passed: its credits go back to their buckets. The member leaves the
 -- holds set when the account is saved, like every other write, so a refused call leaves the set as it was.
 local function expire_hold(a, member, deadline)
   if a.removed[member] then return end
-  local request_id, draws_str = string.match(member, '^([^|]*)|(.*)$')
+  local request_id, draws_str, member_id = split_hold(member)
   local draws, amount = parse_draws(draws_str)
   a.held = a.held - amount
   mark_total(a, 'held')
+  member_held(a, member_id, -amount)
   local to_expired = give_back(a, draws)
   a.removed[member] = true
   a.zrem[#a.zrem + 1] = member
@@ -244,10 +393,15 @@ local function release_due_holds(a)
   end
 end
 
--- Every script that changes an account starts here: expired buckets and holds are settled first.
+--- @include "includes/period"
+--- @include "includes/subscription"
+
+-- Every script that changes an account starts here: expired buckets and holds are settled first, then the
+-- subscription's period rolls forward if it has ended (once, however many periods were missed).
 local function touch(a)
   expire_buckets(a)
   release_due_holds(a)
+  roll_period(a)
 end
 
 local function save_account(a)
@@ -267,6 +421,18 @@ local function save_account(a)
     end
   end
   if #a.zrem > 0 then redis.call('ZREM', a.holds_key, unpack(a.zrem)) end
+  local margs = {}
+  for m, st in pairs(a.members) do
+    if st.dirty then
+      margs[#margs + 1] = m .. '.h'
+      margs[#margs + 1] = int(st.h)
+      margs[#margs + 1] = m .. '.u'
+      margs[#margs + 1] = int(st.u)
+      margs[#margs + 1] = m .. '.p'
+      margs[#margs + 1] = st.p
+    end
+  end
+  if #margs > 0 then redis.call('HSET', a.members_key, unpack(margs)) end
   if #a.del > 0 then redis.call('HDEL', a.key, unpack(a.del)) end
   if #args > 0 then redis.call('HSET', a.key, unpack(args)) end
   for _, fields in ipairs(a.log) do
@@ -280,7 +446,11 @@ end
 
 -- A touch that found nothing to do writes nothing.
 local function has_changes(a)
-  return next(a.set) ~= nil or #a.del > 0 or #a.log > 0 or #a.zrem > 0 or a.nx_changed
+  if next(a.set) ~= nil or #a.del > 0 or #a.log > 0 or #a.zrem > 0 or a.nx_changed then return true end
+  for _, st in pairs(a.members) do
+    if st.dirty then return true end
+  end
+  return false
 end
 
 local function hgetall_map(key)

@@ -2,7 +2,7 @@
   Charges the real cost of a reservation and releases the rest of its hold.
 
   KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
-  KEYS[4] reservation hash    KEYS[5] sweep index zset
+  KEYS[4] reservation hash    KEYS[5] sweep index zset   KEYS[6] members hash
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] charge
   ARGV[5] record retention ms         ARGV[6] ledger max length
   ARGV[7] receipt ('' when the charge was given as an amount): kept with the reservation and in the ledger entry
@@ -37,9 +37,10 @@ if r.st ~= 'h' then
 end
 
 local now = clock(ARGV[1])
-local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[6]))
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[6]), KEYS[6])
 local request_id = ARGV[3]
-local member = hold_member(request_id, r.d)
+local member_id = r.mb or ''
+local member = hold_member(request_id, r.d, member_id)
 -- This hold first: a Settle right at its deadline treats it as expired even if more than a touch's worth are due.
 local deadline = tonumber(redis.call('ZSCORE', KEYS[2], member))
 if deadline and deadline <= now then
@@ -59,6 +60,7 @@ if not hold_expired then
   give_back(a, rest)
   a.held = a.held - held
   mark_total(a, 'held')
+  member_held(a, member_id, -held)
   end_hold(a, member)
 end
 local covered = charge_draws
@@ -69,6 +71,8 @@ local charged = charge - excess + extra_taken
 local uncovered = excess - extra_taken
 a.charged = a.charged + charged
 mark_total(a, 'charged')
+member_charged(a, member_id, charged)
+period_charged(a, charged)
 
 local avail = available(a)
 local cd = format_draws(merge_draws(covered))
@@ -80,6 +84,10 @@ redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
 
 local entry = { 'op', 'settle', 't', int(now), 'req', request_id, 'amt', int(charged), 'd', cd,
   'released', int(released), 'uncovered', int(uncovered), 'hold_expired', hx }
+if member_id ~= '' then
+  entry[#entry + 1] = 'member'
+  entry[#entry + 1] = member_id
+end
 if ARGV[7] ~= '' then
   entry[#entry + 1] = 'receipt'
   entry[#entry + 1] = ARGV[7]

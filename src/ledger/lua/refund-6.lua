@@ -4,7 +4,7 @@
   has expired meanwhile cannot take them, so that part is recorded as expired.
 
   KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
-  KEYS[4] reservation hash    KEYS[5] sweep index zset
+  KEYS[4] reservation hash    KEYS[5] sweep index zset   KEYS[6] members hash
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] reason
   ARGV[5] record retention ms         ARGV[6] ledger max length
 
@@ -24,12 +24,13 @@ if r.rst then
 end
 
 local now = clock(ARGV[1])
-local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[6]))
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[6]), KEYS[6])
 local request_id = ARGV[3]
+local member_id = r.mb or ''
 local refunded, to_expired, state = 0, 0, 'r'
 
 if r.st == 'h' then
-  local member = hold_member(request_id, r.d)
+  local member = hold_member(request_id, r.d, member_id)
   local deadline = tonumber(redis.call('ZSCORE', KEYS[2], member))
   if deadline and deadline <= now then
     expire_hold(a, member, deadline)
@@ -41,6 +42,7 @@ if r.st == 'h' then
     to_expired = give_back(a, parse_draws(r.d))
     a.held = a.held - refunded
     mark_total(a, 'held')
+    member_held(a, member_id, -refunded)
     end_hold(a, member)
   else
     state = 'x'
@@ -52,6 +54,8 @@ else
   to_expired = give_back(a, parse_draws(r.cd))
   a.charged = a.charged - refunded
   mark_total(a, 'charged')
+  member_charged(a, member_id, -refunded)
+  period_charged(a, -refunded)
 end
 
 local avail = available(a)

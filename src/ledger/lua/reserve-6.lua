@@ -2,19 +2,21 @@
   Holds credits for one generation.
 
   KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
-  KEYS[4] reservation hash    KEYS[5] sweep index zset (same slot as the account)
+  KEYS[4] reservation hash    KEYS[5] sweep index zset (same slot as the account)   KEYS[6] members hash
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] amount
   ARGV[5] hold ttl ms                 ARGV[6] record retention ms              ARGV[7] ledger max length (0 = no cap)
   ARGV[8] request fingerprint: what makes a repeat of this request id the same request (the amount, or a hash of
           the priced request)
   ARGV[9] pricing context for Settle ('' when none): opaque to Lua, never prompt text
   ARGV[10] catalog version the hold was priced with ('' when none)
+  ARGV[11] workspace member id ('' when none): counted against the subscription's per-member cap
 
   Returns
     { 0, held, available_after, deadline, draws }   held now
     { 1, held, available_after, deadline, draws }   the request id was seen: the first reply, nothing changed
     { -1, available, required }                     insufficient credits: nothing changed
     { -3, first_amount }                            the request id was used for a different request
+    { -8, cap, used, held }                         the member's cap for this period would be passed: nothing changed
 ]]
 --- @include "includes/account"
 
@@ -28,11 +30,23 @@ if existing[1] then
 end
 
 local now = clock(ARGV[1])
-local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[7]))
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[7]), KEYS[6])
 touch(a)
 
+local member_id = ARGV[11]
+if member_id ~= '' then
+  local cap = tonumber(a.sub.cap) or 0
+  if cap > 0 and a.sub.st ~= 'ended' then
+    local st = member_state(a, member_id)
+    local used = member_used(a, st)
+    if used + st.h + amount > cap then
+      return { -8, int(cap), int(used), int(st.h) }
+    end
+  end
+end
+
 local avail = available(a)
-if avail < amount then
+if not covers(a, amount) then
   -- A refusal changes nothing: not even the bookkeeping of the touch is written.
   return { -1, int(avail), int(amount) }
 end
@@ -43,17 +57,24 @@ local draws_str = format_draws(draws)
 local deadline = now + tonumber(ARGV[5])
 a.held = a.held + amount
 mark_total(a, 'held')
-avail = avail - amount
+member_held(a, member_id, amount)
+avail = available(a)
 
 redis.call('HSET', KEYS[4], 'st', 'h', 'amt', int(amount), 't', int(now), 'exp', int(deadline), 'd', draws_str,
   'av', int(avail))
 if ARGV[8] ~= int(amount) then redis.call('HSET', KEYS[4], 'fp', ARGV[8]) end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[4], 'pc', ARGV[9], 'cv', ARGV[10]) end
+if member_id ~= '' then redis.call('HSET', KEYS[4], 'mb', member_id) end
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]) + tonumber(ARGV[6]))
-redis.call('ZADD', KEYS[2], int(deadline), hold_member(request_id, draws_str))
+redis.call('ZADD', KEYS[2], int(deadline), hold_member(request_id, draws_str, member_id))
 if not a.nx or deadline < a.nx then set_nx(a, deadline) end
 
-log_entry(a, { 'op', 'reserve', 't', int(now), 'req', request_id, 'amt', int(amount), 'd', draws_str,
-  'exp', int(deadline) })
+local entry = { 'op', 'reserve', 't', int(now), 'req', request_id, 'amt', int(amount), 'd', draws_str,
+  'exp', int(deadline) }
+if member_id ~= '' then
+  entry[#entry + 1] = 'member'
+  entry[#entry + 1] = member_id
+end
+log_entry(a, entry)
 save_account(a)
 return { 0, int(amount), int(avail), int(deadline), draws_str }

@@ -1,0 +1,444 @@
+import { beforeEach, describe, expect, it } from "vitest";
+import type { Ledger, SubscriptionTerms, SubscriptionView } from "../../src/ledger/ledger.js";
+import { useTestRedis } from "../support/redis.js";
+import { C, DAY, HOUR, MINUTE, type TestLedger, expectConsistent, give, openLedger, snapshot } from "../support/ledger.js";
+
+const env = useTestRedis();
+let t: TestLedger;
+let ledger: Ledger;
+
+beforeEach(async () => {
+  t = await openLedger(env.redis);
+  ledger = t.ledger;
+});
+
+const acct = "ws";
+const at = (iso: string) => Date.parse(iso);
+let n = 0;
+const rid = () => `req-${++n}`;
+
+function terms(over: Partial<SubscriptionTerms> = {}): SubscriptionTerms {
+  return {
+    planId: "base",
+    period: "month",
+    seats: 1,
+    creditsMicros: 40 * C,
+    creditsPerSeatMicros: 0,
+    unlimited: false,
+    memberCapMicros: 0,
+    addons: [],
+    status: "active",
+    anchorMs: undefined,
+    trialCreditsMicros: 0,
+    trialMs: 0,
+    ...over,
+  };
+}
+
+async function subscribe(over: Partial<SubscriptionTerms> = {}, accountId = acct): Promise<SubscriptionView> {
+  const r = await ledger.setSubscription(accountId, terms(over));
+  if (r.status !== "ok") throw new Error(JSON.stringify(r));
+  return r.subscription;
+}
+
+async function spend(credits: number, opts: { memberId?: string; accountId?: string } = {}): Promise<string> {
+  const requestId = rid();
+  const accountId = opts.accountId ?? acct;
+  const r = await ledger.reserve({
+    accountId,
+    requestId,
+    amountMicros: Math.round(credits * C),
+    ttlMs: 10 * MINUTE,
+    ...(opts.memberId ? { memberId: opts.memberId } : {}),
+  });
+  if (r.status !== "held") throw new Error(`reserve ${credits}: ${JSON.stringify(r)}`);
+  const s = await ledger.settle({ accountId, requestId }, Math.round(credits * C));
+  if (s.status !== "settled") throw new Error(JSON.stringify(s));
+  return requestId;
+}
+
+async function entries(accountId = acct): Promise<Array<Record<string, string>>> {
+  const raw = await t.redis.xrange(ledger.keys.account(accountId).ledger, "-", "+");
+  return raw.map(([, fields]) => {
+    const m: Record<string, string> = {};
+    for (let i = 0; i < fields.length; i += 2) m[fields[i] as string] = fields[i + 1] as string;
+    return m;
+  });
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+describe("periods roll forward by themselves, with no cron", () => {
+  it("a monthly plan resets on the billing day: no rollover, the unused allowance recorded as expired", async () => {
+    t.clock.set(at("2026-03-05T09:30:00Z"));
+    const s = await subscribe();
+    expect(iso(s.currentPeriod!.startMs)).toBe("2026-03-05T09:30:00.000Z");
+    expect(iso(s.currentPeriod!.endMs)).toBe("2026-04-05T09:30:00.000Z");
+    await spend(15);
+
+    let b = await ledger.balance(acct);
+    expect(b.availableMicros).toBe(25 * C);
+    expect(b.period).toMatchObject({ plan: "base", usedMicros: 15 * C, allowanceMicros: 40 * C, unlimited: false });
+
+    t.clock.set(at("2026-04-05T09:29:59.999Z"));
+    expect((await ledger.balance(acct)).availableMicros).toBe(25 * C);
+    t.clock.set(at("2026-04-05T09:30:00Z"));
+    b = await ledger.balance(acct);
+    expect(b.availableMicros).toBe(40 * C);
+    expect(b.expiredMicros).toBe(25 * C);
+    expect(b.period).toMatchObject({ usedMicros: 0, allowanceMicros: 40 * C });
+    expect(iso(b.period!.startMs)).toBe("2026-04-05T09:30:00.000Z");
+    expect(iso(b.period!.endMs)).toBe("2026-05-05T09:30:00.000Z");
+    const log = await entries();
+    const tail = log.slice(-3).map((e) => e.op);
+    expect(tail).toEqual(["expire", "grant", "period"]);
+    expect(log.at(-3)).toMatchObject({ op: "expire", amt: String(25 * C), kind: "allowance" });
+    await expectConsistent(ledger, acct);
+  });
+
+  it("an account untouched for three months resets once, to the period holding now", async () => {
+    t.clock.set(at("2026-01-31T00:00:00Z"));
+    await subscribe();
+    t.clock.set(at("2026-05-02T12:00:00Z"));
+    const b = await ledger.balance(acct);
+    expect(iso(b.period!.startMs)).toBe("2026-04-30T00:00:00.000Z");
+    expect(iso(b.period!.endMs)).toBe("2026-05-31T00:00:00.000Z");
+    expect(b.availableMicros).toBe(40 * C);
+    const periods = (await entries()).filter((e) => e.op === "period");
+    expect(periods).toHaveLength(1);
+    expect(periods[0]).toMatchObject({ missed: "2", from: String(at("2026-02-28T00:00:00Z")) });
+    expect(b.grantedMicros).toBe(80 * C);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("anchors on the 31st clamp to short months and come back; leap years too", async () => {
+    t.clock.set(at("2027-12-31T18:00:00Z"));
+    await subscribe();
+    const seen: string[] = [];
+    for (const day of ["2028-01-15", "2028-02-10", "2028-03-01", "2028-04-05", "2028-05-01"]) {
+      t.clock.set(at(`${day}T00:00:00Z`));
+      const b = await ledger.balance(acct);
+      seen.push(`${iso(b.period!.startMs).slice(0, 10)}..${iso(b.period!.endMs).slice(0, 10)}`);
+    }
+    expect(seen).toEqual([
+      "2027-12-31..2028-01-31",
+      "2028-01-31..2028-02-29",
+      "2028-02-29..2028-03-31",
+      "2028-03-31..2028-04-30",
+      "2028-04-30..2028-05-31",
+    ]);
+  });
+
+  it("a yearly plan grants the year's credits upfront and refreshes on the annual renewal only", async () => {
+    t.clock.set(at("2026-02-10T00:00:00Z"));
+    await subscribe({ planId: "personal-annual", period: "year", creditsMicros: 720 * C });
+    await spend(700);
+    t.clock.set(at("2026-12-31T00:00:00Z"));
+    expect((await ledger.balance(acct)).availableMicros).toBe(20 * C);
+    t.clock.set(at("2027-02-10T00:00:00Z"));
+    const b = await ledger.balance(acct);
+    expect(b.availableMicros).toBe(720 * C);
+    expect(iso(b.period!.endMs)).toBe("2028-02-10T00:00:00.000Z");
+    await expectConsistent(ledger, acct);
+  });
+
+  it("many concurrent first touches after the period ended reset it exactly once", async () => {
+    t.clock.set(at("2026-03-05T00:00:00Z"));
+    await subscribe({ creditsMicros: 100 * C });
+    await spend(60);
+    t.clock.set(at("2026-04-06T00:00:00Z"));
+    const calls = Array.from({ length: 60 }, (_, i) =>
+      i % 3 === 0
+        ? ledger.balance(acct)
+        : ledger.reserve({ accountId: acct, requestId: rid(), amountMicros: 1 * C, ttlMs: MINUTE }),
+    );
+    await Promise.all(calls);
+    const log = await entries();
+    expect(log.filter((e) => e.op === "period")).toHaveLength(1);
+    expect(log.filter((e) => e.op === "expire")).toHaveLength(1);
+    const b = await ledger.balance(acct);
+    expect(b.availableMicros + b.heldMicros).toBe(100 * C);
+    expect(b.heldMicros).toBe(40 * C);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("a hold made before the reset settles after it: the unused part goes to expired, not the new period", async () => {
+    t.clock.set(at("2026-03-05T00:00:00Z"));
+    await subscribe();
+    t.clock.set(at("2026-04-04T12:00:00Z"));
+    const requestId = rid();
+    await ledger.reserve({ accountId: acct, requestId, amountMicros: 30 * C, ttlMs: 2 * DAY });
+    t.clock.set(at("2026-04-05T12:00:00Z"));
+    const s = await ledger.settle({ accountId: acct, requestId }, 10 * C);
+    expect(s).toMatchObject({ status: "settled", chargedMicros: 10 * C, releasedMicros: 20 * C });
+    const b = await ledger.balance(acct);
+    expect(b.availableMicros).toBe(40 * C);
+    expect(b.expiredMicros).toBe(10 * C + 20 * C);
+    expect(b.period!.usedMicros).toBe(10 * C);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("top-ups never expire and are drawn only after the allowance", async () => {
+    t.clock.set(at("2026-03-05T00:00:00Z"));
+    await subscribe({ creditsMicros: 10 * C });
+    await give(ledger, acct, 5, "topup");
+    const requestId = rid();
+    const r = await ledger.reserve({ accountId: acct, requestId, amountMicros: 12 * C, ttlMs: MINUTE });
+    expect(r.status === "held" && r.heldFrom.map((d) => d.amountMicros)).toEqual([10 * C, 2 * C]);
+    await ledger.settle({ accountId: acct, requestId }, 12 * C);
+    t.clock.set(at("2026-05-05T00:00:00Z"));
+    const b = await ledger.balance(acct);
+    expect(b.buckets.map((x) => [x.kind, x.remainingMicros])).toEqual([["allowance", 10 * C], ["topup", 3 * C]]);
+    await expectConsistent(ledger, acct);
+  });
+});
+
+describe("plan changes", () => {
+  beforeEach(() => t.clock.set(at("2026-03-05T00:00:00Z")));
+
+  it("an upgrade applies at once: this period gives the new allowance in total, nothing used is taken back", async () => {
+    await subscribe();
+    await spend(30);
+    const r = await ledger.setSubscription(acct, terms({ planId: "grow", creditsMicros: 150 * C }));
+    expect(r.status === "ok" && r.outcome).toBe("changed");
+    const s = (r as { subscription: SubscriptionView }).subscription;
+    expect(s.planId).toBe("grow");
+    expect(s.allowance).toEqual({ grantedMicros: 150 * C, remainingMicros: 120 * C });
+    expect((await ledger.balance(acct)).availableMicros).toBe(120 * C);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("a downgrade waits for the next period; re-stating the current plan cancels it", async () => {
+    await subscribe({ planId: "grow", creditsMicros: 150 * C });
+    const r = await ledger.setSubscription(acct, terms());
+    expect(r.status === "ok" && r.outcome).toBe("scheduled");
+    let s = (await ledger.subscription(acct))!;
+    expect(s.planId).toBe("grow");
+    expect(s.scheduled).toMatchObject({ planId: "base", creditsMicros: 40 * C });
+    expect((await ledger.balance(acct)).availableMicros).toBe(150 * C);
+
+    const undo = await ledger.setSubscription(acct, terms({ planId: "grow", creditsMicros: 150 * C }));
+    expect(undo.status === "ok" && undo.outcome).toBe("changed");
+    expect((await ledger.subscription(acct))!.scheduled).toBeNull();
+
+    await ledger.setSubscription(acct, terms());
+    t.clock.set(at("2026-04-05T00:00:00Z"));
+    s = (await ledger.subscription(acct))!;
+    expect(s.planId).toBe("base");
+    expect(s.scheduled).toBeNull();
+    expect((await ledger.balance(acct)).availableMicros).toBe(40 * C);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("added seats add their credits at once; removed seats count from the next period", async () => {
+    await subscribe({ planId: "team", creditsMicros: 0, creditsPerSeatMicros: 150 * C, seats: 2 });
+    expect((await ledger.balance(acct)).availableMicros).toBe(300 * C);
+    await ledger.setSubscription(acct, terms({ planId: "team", creditsMicros: 0, creditsPerSeatMicros: 150 * C, seats: 3 }));
+    expect((await ledger.balance(acct)).availableMicros).toBe(450 * C);
+    const r = await ledger.setSubscription(acct, terms({ planId: "team", creditsMicros: 0, creditsPerSeatMicros: 150 * C, seats: 1 }));
+    expect(r.status === "ok" && r.outcome).toBe("scheduled");
+    expect((await ledger.balance(acct)).availableMicros).toBe(450 * C);
+    t.clock.set(at("2026-04-05T00:00:00Z"));
+    expect((await ledger.balance(acct)).availableMicros).toBe(150 * C);
+    expect((await ledger.subscription(acct))!.seats).toBe(1);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("stating what is in force changes nothing at all", async () => {
+    await subscribe({ addons: [{ id: "unit", units: 2, creditsPerUnitMicros: 60 * C, perSeat: false }] });
+    const before = await snapshot(t.redis, t.prefix);
+    const r = await ledger.setSubscription(acct, terms({ addons: [{ id: "unit", units: 2, creditsPerUnitMicros: 60 * C, perSeat: false }] }));
+    expect(r.status === "ok" && r.outcome).toBe("unchanged");
+    expect(await snapshot(t.redis, t.prefix)).toEqual(before);
+  });
+
+  it("another cadence restarts the billing cycle now", async () => {
+    await subscribe({ planId: "personal", creditsMicros: 60 * C });
+    await spend(10);
+    t.clock.set(at("2026-03-20T00:00:00Z"));
+    const r = await ledger.setSubscription(acct, terms({ planId: "personal-annual", period: "year", creditsMicros: 720 * C }));
+    expect(r.status === "ok" && r.outcome).toBe("restarted");
+    const s = (r as { subscription: SubscriptionView }).subscription;
+    expect(iso(s.currentPeriod!.startMs)).toBe("2026-03-20T00:00:00.000Z");
+    expect(iso(s.currentPeriod!.endMs)).toBe("2027-03-20T00:00:00.000Z");
+    const b = await ledger.balance(acct);
+    expect(b.availableMicros).toBe(720 * C);
+    expect(b.expiredMicros).toBe(50 * C);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("a trial gives its credits until it ends, then the first period starts", async () => {
+    const s = await subscribe({ status: "trialing", trialCreditsMicros: 20 * C, trialMs: 14 * DAY });
+    expect(s.status).toBe("trialing");
+    expect(iso(s.trialEndsAtMs!)).toBe("2026-03-19T00:00:00.000Z");
+    expect((await ledger.balance(acct)).buckets.map((b) => [b.kind, b.remainingMicros])).toEqual([["trial", 20 * C]]);
+    await spend(5);
+    t.clock.set(at("2026-03-19T00:00:00Z"));
+    const after = (await ledger.subscription(acct))!;
+    expect(after.status).toBe("active");
+    expect(iso(after.currentPeriod!.startMs)).toBe("2026-03-19T00:00:00.000Z");
+    const b = await ledger.balance(acct);
+    expect(b.buckets.map((x) => [x.kind, x.remainingMicros])).toEqual([["allowance", 40 * C]]);
+    expect(b.expiredMicros).toBe(15 * C);
+    const refused = await ledger.setSubscription(acct, terms({ status: "trialing", trialCreditsMicros: 20 * C, trialMs: DAY }));
+    expect(refused).toMatchObject({ status: "refused", field: "status" });
+    await expectConsistent(ledger, acct);
+  });
+
+  it("a past_due subscription gets no new period credits until it is active again", async () => {
+    await subscribe();
+    await ledger.setSubscription(acct, terms({ status: "past_due" }));
+    t.clock.set(at("2026-04-05T00:00:00Z"));
+    expect((await ledger.balance(acct)).availableMicros).toBe(0);
+    await ledger.setSubscription(acct, terms());
+    expect((await ledger.balance(acct)).availableMicros).toBe(40 * C);
+    await expectConsistent(ledger, acct);
+  });
+});
+
+describe("add-ons and the end of a subscription", () => {
+  beforeEach(() => t.clock.set(at("2026-03-05T00:00:00Z")));
+  const unit = (units: number, perSeat = false) => ({ id: "unit", units, creditsPerUnitMicros: 60 * C, perSeat });
+
+  it("add-on credits arrive at once and renew with the period", async () => {
+    await subscribe();
+    await ledger.setSubscription(acct, terms({ addons: [unit(2)] }));
+    expect((await ledger.balance(acct)).period).toMatchObject({ allowanceMicros: 40 * C, addonMicros: 120 * C });
+    t.clock.set(at("2026-04-05T00:00:00Z"));
+    expect((await ledger.balance(acct)).availableMicros).toBe(160 * C);
+  });
+
+  it("a per-seat add-on gives units × seats, and follows added seats", async () => {
+    await subscribe({ seats: 2, addons: [unit(1, true)] });
+    expect((await ledger.balance(acct)).period!.addonMicros).toBe(120 * C);
+    await ledger.setSubscription(acct, terms({ seats: 3, addons: [unit(1, true)] }));
+    expect((await ledger.balance(acct)).period!.addonMicros).toBe(180 * C);
+  });
+
+  it("a cancelled add-on keeps its credits to the period's end, then does not renew", async () => {
+    await subscribe({ addons: [unit(1)] });
+    const r = await ledger.cancelAddon(acct, "unit");
+    expect(r.status === "ok" && r.outcome).toBe("addon_cancelled");
+    const again = await ledger.cancelAddon(acct, "unit");
+    expect(again.status === "ok" && again.outcome).toBe("unchanged");
+    expect(await ledger.cancelAddon(acct, "nope")).toEqual({ status: "not_found" });
+    expect((await ledger.balance(acct)).availableMicros).toBe(100 * C);
+    t.clock.set(at("2026-04-05T00:00:00Z"));
+    const b = await ledger.balance(acct);
+    expect(b.availableMicros).toBe(40 * C);
+    expect((await ledger.subscription(acct))!.addons).toEqual([]);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("ending now ends the allowance and add-ons (left recorded as expired); top-ups stay", async () => {
+    await subscribe({ addons: [unit(1)] });
+    await give(ledger, acct, 7, "topup");
+    const r = await ledger.endSubscription(acct, "now");
+    expect(r.status === "ok" && r.outcome).toBe("ended");
+    const b = await ledger.balance(acct);
+    expect(b.buckets.map((x) => x.kind)).toEqual(["topup"]);
+    expect(b.expiredMicros).toBe(100 * C);
+    const again = await ledger.endSubscription(acct, "now");
+    expect(again.status === "ok" && again.outcome).toBe("unchanged");
+    t.clock.set(at("2026-06-05T00:00:00Z"));
+    expect((await ledger.balance(acct)).availableMicros).toBe(7 * C);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("ending at the period's end keeps everything to then and renews nothing", async () => {
+    await subscribe({ addons: [unit(1)] });
+    const r = await ledger.endSubscription(acct, "period_end");
+    expect(r.status === "ok" && r.outcome).toBe("end_scheduled");
+    expect((await ledger.balance(acct)).availableMicros).toBe(100 * C);
+    t.clock.set(at("2026-04-05T00:00:00Z"));
+    const s = (await ledger.subscription(acct))!;
+    expect(s.status).toBe("ended");
+    expect((await ledger.balance(acct)).availableMicros).toBe(0);
+    await expectConsistent(ledger, acct);
+  });
+});
+
+describe("unlimited plans", () => {
+  it("never refuse for credits, yet hold, charge and log every generation", async () => {
+    t.clock.set(at("2026-03-01T00:00:00Z"));
+    await subscribe({ planId: "enterprise", creditsMicros: 0, unlimited: true });
+    const big = 1_000_000 * C;
+    const requestId = rid();
+    const r = await ledger.reserve({ accountId: acct, requestId, amountMicros: big, ttlMs: MINUTE });
+    expect(r.status).toBe("held");
+    const s = await ledger.settle({ accountId: acct, requestId }, big + 5 * C);
+    expect(s).toMatchObject({ status: "settled", chargedMicros: big + 5 * C, uncoveredMicros: 0 });
+    const b = await ledger.balance(acct);
+    expect(b.period).toMatchObject({ unlimited: true, usedMicros: big + 5 * C });
+    expect(b.chargedMicros).toBe(big + 5 * C);
+    const log = await entries();
+    expect(log.filter((e) => e.why === "unlimited").map((e) => Number(e.amt))).toEqual([big, 5 * C]);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("an upgrade to unlimited applies at once, a downgrade from it at the next period", async () => {
+    t.clock.set(at("2026-03-01T00:00:00Z"));
+    await subscribe();
+    await ledger.setSubscription(acct, terms({ planId: "enterprise", creditsMicros: 0, unlimited: true }));
+    await spend(500);
+    const r = await ledger.setSubscription(acct, terms());
+    expect(r.status === "ok" && r.outcome).toBe("scheduled");
+    await spend(500);
+    t.clock.set(at("2026-04-01T00:00:00Z"));
+    const b = await ledger.balance(acct);
+    expect(b.period).toMatchObject({ unlimited: false, allowanceMicros: 40 * C });
+    expect((await ledger.reserve({ accountId: acct, requestId: rid(), amountMicros: 41 * C, ttlMs: MINUTE })).status)
+      .toBe("insufficient");
+    await expectConsistent(ledger, acct);
+  });
+});
+
+describe("workspace members", () => {
+  beforeEach(() => t.clock.set(at("2026-03-05T00:00:00Z")));
+
+  it("a member over the per-member cap is refused though the pool has credits; the cap resets with the period", async () => {
+    await subscribe({ creditsMicros: 1000 * C, memberCapMicros: 50 * C });
+    await spend(30, { memberId: "ann" });
+    const requestId = rid();
+    const held = await ledger.reserve({ accountId: acct, requestId, amountMicros: 15 * C, ttlMs: MINUTE, memberId: "ann" });
+    expect(held.status).toBe("held");
+    const before = await snapshot(t.redis, t.prefix);
+    const refused = await ledger.reserve({ accountId: acct, requestId: rid(), amountMicros: 6 * C, ttlMs: MINUTE, memberId: "ann" });
+    expect(refused).toEqual({ status: "member_cap", capMicros: 50 * C, usedMicros: 30 * C, heldMicros: 15 * C });
+    expect(await snapshot(t.redis, t.prefix)).toEqual(before);
+    expect((await ledger.reserve({ accountId: acct, requestId: rid(), amountMicros: 6 * C, ttlMs: MINUTE, memberId: "bob" })).status).toBe("held");
+
+    // The hold runs out: its credits stop counting against ann.
+    t.clock.advance(2 * MINUTE);
+    expect((await ledger.balance(acct, "ann")).member).toEqual({ memberId: "ann", heldMicros: 0, usedMicros: 30 * C, capMicros: 50 * C });
+    expect((await ledger.reserve({ accountId: acct, requestId: rid(), amountMicros: 20 * C, ttlMs: MINUTE, memberId: "ann" })).status).toBe("held");
+
+    t.clock.set(at("2026-04-05T00:00:00Z"));
+    const b = await ledger.balance(acct, "ann");
+    expect(b.member).toMatchObject({ usedMicros: 0, heldMicros: 0 });
+    await spend(50, { memberId: "ann" });
+    await expectConsistent(ledger, acct);
+  });
+
+  it("refunds give the member's usage back", async () => {
+    await subscribe({ creditsMicros: 1000 * C, memberCapMicros: 50 * C });
+    const requestId = await spend(40, { memberId: "ann" });
+    await ledger.refund({ accountId: acct, requestId }, "bad output");
+    const b = await ledger.balance(acct, "ann");
+    expect(b.member).toMatchObject({ usedMicros: 0, heldMicros: 0 });
+    expect(b.period!.usedMicros).toBe(0);
+  });
+});
+
+describe("hours of the anchor", () => {
+  it("periods start at the anchor's time of day, in UTC", async () => {
+    t.clock.set(at("2026-03-05T23:59:00Z"));
+    await subscribe({ anchorMs: at("2026-01-05T23:30:00Z") });
+    const s = (await ledger.subscription(acct))!;
+    expect(iso(s.currentPeriod!.startMs)).toBe("2026-03-05T23:30:00.000Z");
+    t.clock.set(at("2026-04-05T23:29:00Z"));
+    expect(iso((await ledger.balance(acct)).period!.startMs)).toBe("2026-03-05T23:30:00.000Z");
+    t.clock.advance(HOUR);
+    expect(iso((await ledger.balance(acct)).period!.startMs)).toBe("2026-04-05T23:30:00.000Z");
+  });
+});
