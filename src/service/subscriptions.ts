@@ -173,8 +173,8 @@ export function toSubscription(s: SubscriptionView): Subscription {
     trialRemainingMicros: BigInt(s.trialCredits.remainingMicros),
     scheduled: s.scheduled
       ? create(ScheduledChangeSchema, {
-          planId: s.scheduled.planId ?? "",
-          seats: s.scheduled.seats ?? 0,
+          planId: s.scheduled.planId !== null && s.scheduled.planId !== s.planId ? s.scheduled.planId : "",
+          seats: s.scheduled.seats !== null && s.scheduled.seats !== s.seats ? s.scheduled.seats : 0,
           endsAtPeriodEnd: s.scheduled.endsAtPeriodEnd,
           effectiveAt: optionalTimestamp(period?.endMs ?? null),
         })

@@ -1,6 +1,8 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import type { Ledger, SubscriptionTerms, SubscriptionView } from "../../src/ledger/ledger.js";
-import { useTestRedis } from "../support/redis.js";
+import { Cluster, Redis } from "ioredis";
+import { ManualClock } from "../../src/ledger/clock.js";
+import { Ledger, type SubscriptionTerms, type SubscriptionView } from "../../src/ledger/ledger.js";
+import { startTestCluster, uniquePrefix, useTestRedis } from "../support/redis.js";
 import { C, DAY, HOUR, MINUTE, type TestLedger, expectConsistent, give, openLedger, snapshot } from "../support/ledger.js";
 
 const env = useTestRedis();
@@ -142,17 +144,29 @@ describe("periods roll forward by themselves, with no cron", () => {
     await expectConsistent(ledger, acct);
   });
 
-  it("many concurrent first touches after the period ended reset it exactly once", async () => {
+  it("many sidecars touching at once after the period ended reset it exactly once", async () => {
     t.clock.set(at("2026-03-05T00:00:00Z"));
     await subscribe({ creditsMicros: 100 * C });
     await spend(60);
     t.clock.set(at("2026-04-06T00:00:00Z"));
-    const calls = Array.from({ length: 60 }, (_, i) =>
-      i % 3 === 0
-        ? ledger.balance(acct)
-        : ledger.reserve({ accountId: acct, requestId: rid(), amountMicros: 1 * C, ttlMs: MINUTE }),
-    );
-    await Promise.all(calls);
+    // Six sidecars: each its own connection and Ledger on the same keys, all calling at the same moment.
+    const clients = Array.from({ length: 6 }, () => new Redis(env.server.url, { lazyConnect: false }));
+    try {
+      const sidecars = clients.map(
+        (c) => new Ledger(c, { keyPrefix: t.prefix, retentionMs: DAY, ledgerMaxEntries: 0, clock: t.clock }),
+      );
+      await Promise.all(sidecars.map((l) => l.loadScripts()));
+      await Promise.all(
+        Array.from({ length: 60 }, (_, i) => {
+          const l = sidecars[i % sidecars.length]!;
+          return i % 3 === 0
+            ? l.balance(acct)
+            : l.reserve({ accountId: acct, requestId: rid(), amountMicros: 1 * C, ttlMs: MINUTE });
+        }),
+      );
+    } finally {
+      await Promise.all(clients.map((c) => c.quit()));
+    }
     const log = await entries();
     expect(log.filter((e) => e.op === "period")).toHaveLength(1);
     expect(log.filter((e) => e.op === "expire")).toHaveLength(1);
@@ -440,5 +454,31 @@ describe("hours of the anchor", () => {
     expect(iso((await ledger.balance(acct)).period!.startMs)).toBe("2026-03-05T23:30:00.000Z");
     t.clock.advance(HOUR);
     expect(iso((await ledger.balance(acct)).period!.startMs)).toBe("2026-04-05T23:30:00.000Z");
+  });
+});
+
+describe("on Redis Cluster", () => {
+  it("every subscription script keeps its keys in the account's hash slot", async () => {
+    const cluster = await startTestCluster();
+    const client = new Cluster(cluster.nodes);
+    try {
+      const clock = new ManualClock(at("2026-03-05T00:00:00Z"));
+      const l = new Ledger(client, { keyPrefix: uniquePrefix(), retentionMs: DAY, ledgerMaxEntries: 0, clock });
+      await l.loadScripts();
+      const r = await l.setSubscription("ws-1", terms({ memberCapMicros: 10 * C, addons: [{ id: "unit", units: 1, creditsPerUnitMicros: C, perSeat: true }] }));
+      expect(r.status).toBe("ok");
+      expect((await l.reserve({ accountId: "ws-1", requestId: "c-1", amountMicros: 5 * C, ttlMs: MINUTE, memberId: "ann" })).status).toBe("held");
+      expect((await l.settle({ accountId: "ws-1", requestId: "c-1" }, 4 * C)).status).toBe("settled");
+      expect((await l.cancelAddon("ws-1", "unit")).status).toBe("ok");
+      clock.set(at("2026-04-05T00:00:00Z"));
+      const b = await l.balance("ws-1", "ann");
+      expect(b.period).toMatchObject({ allowanceMicros: 40 * C, addonMicros: 0, usedMicros: 0 });
+      expect(b.member).toMatchObject({ usedMicros: 0 });
+      expect((await l.endSubscription("ws-1", "now")).status).toBe("ok");
+      await expectConsistent(l, "ws-1");
+    } finally {
+      client.disconnect();
+      await cluster.stop();
+    }
   });
 });
