@@ -233,10 +233,11 @@ export function expectSubscription(
 
 export async function setSubscription(ledger: Ledger, catalog: Catalog, req: SetSubscriptionRequest) {
   const accountId = v.accountId("account_id", req.accountId);
-  // Validation needs the catalog first; the seats a request leaves unset need the subscription in force.
-  if (req.planId === "") throw invalidField("plan_id", "required");
-  const current = req.seats === undefined ? await ledger.subscription(accountId) : null;
-  const terms = subscriptionTerms(req, catalog, current);
+  // Everything is checked before anything reaches Redis: reading the subscription touches the account (it may
+  // roll the period forward), which a refused request must not do. The seats a request leaves unset are the
+  // subscription's in force, the only term `current` changes.
+  let terms = subscriptionTerms(req, catalog, null);
+  if (req.seats === undefined) terms = subscriptionTerms(req, catalog, await ledger.subscription(accountId));
   return expectSubscription(await ledger.setSubscription(accountId, terms), accountId);
 }
 

@@ -359,6 +359,17 @@ describe("add-ons and the end of a subscription", () => {
     await expectConsistent(ledger, acct);
   });
 
+  it("setting the subscription again takes back an end scheduled for the period's end", async () => {
+    await subscribe();
+    await ledger.endSubscription(acct, "period_end");
+    const r = await ledger.setSubscription(acct, terms());
+    expect(r.status === "ok" && r.outcome).toBe("changed");
+    expect((await ledger.subscription(acct))!.scheduled).toBeNull();
+    t.clock.set(at("2026-04-05T00:00:00Z"));
+    expect((await ledger.subscription(acct))!.status).toBe("active");
+    expect((await ledger.balance(acct)).availableMicros).toBe(40 * C);
+  });
+
   it("ending at the period's end keeps everything to then and renews nothing", async () => {
     await subscribe({ addons: [unit(1)] });
     const r = await ledger.endSubscription(acct, "period_end");
@@ -367,6 +378,7 @@ describe("add-ons and the end of a subscription", () => {
     t.clock.set(at("2026-04-05T00:00:00Z"));
     const s = (await ledger.subscription(acct))!;
     expect(s.status).toBe("ended");
+    expect(s.addons.map((x) => x.nextUnits)).toEqual([0]);
     expect((await ledger.balance(acct)).availableMicros).toBe(0);
     await expectConsistent(ledger, acct);
   });

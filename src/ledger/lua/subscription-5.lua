@@ -22,7 +22,8 @@
     - More add-on units: their credits at once. Fewer (or none): at the next period (what was bought stays).
     - Another cadence or anchor: the current period ends now (the plan's buckets expire), a new one starts.
     - The member cap and active <-> past_due: at once. A past_due subscription gets no new credits.
-  Re-stating the current terms cancels a scheduled change; stating exactly what is in force changes nothing.
+  Re-stating the current terms cancels a scheduled change (and a scheduled end); stating exactly what is in force
+  changes nothing.
 
   Returns
     { 0, outcome, view }   changed (outcome: started, activated, restarted, changed, scheduled, updated,
@@ -179,6 +180,8 @@ local function note(o)
 end
 
 if set_field(a, 's', 'cap', cap) then note('updated') end
+-- Setting the subscription again takes back an end scheduled for the period's end.
+if set_field(a, 'n', 'end', nil) then note('changed') end
 
 if s.st == 'trialing' then
   -- While trialing the terms are only recorded: the first period starts when the trial ends (or now, below).

@@ -90,6 +90,12 @@ local function end_subscription(a, at, why)
   set_field(a, 's', 'tend', nil)
   for name in pairs(a.nxt) do set_field(a, 'n', name, nil) end
   for _, name in ipairs({ 's', 'e', 'u' }) do set_field(a, 'p', name, nil) end
+  -- Add-ons end with it: none renews (next units 0); the units that were in force stay on record.
+  local ads = decode_addons(a.sub.ad)
+  if #ads > 0 then
+    for _, ad in ipairs(ads) do ad.nu = 0 end
+    set_field(a, 's', 'ad', encode_addons(ads))
+  end
   log_entry(a, { 'op', 'subscription_end', 't', int(at), 'plan', a.sub.plan, 'why', why })
 end
 
