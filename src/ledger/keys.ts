@@ -28,6 +28,16 @@ export class KeySpace {
     return `${this.prefix}:sweep:{${slotTag(slot)}}`;
   }
 
+  /** The events stream of one hash slot (threshold, depleted, period_reset, grant, refund, hold_expired). */
+  eventsOfSlot(slot: number): string {
+    return `${this.prefix}:events:{${slotTag(slot)}}`;
+  }
+
+  /** The pub/sub channel where scripts announce new events (the message is the events stream to read). */
+  eventsChannel(): string {
+    return `${this.prefix}:events`;
+  }
+
   /** The pattern of account hashes, for tools that walk every account (audit). */
   accountPattern(): string {
     return `${this.prefix}:{*}:acct`;
@@ -47,6 +57,8 @@ export class AccountKeys {
   readonly sweep: string;
   /** Workspace members' usage (held now, charged this period), under the account's hash tag. */
   readonly members: string;
+  /** The events stream of the account's slot (shared with the other accounts of that slot). */
+  readonly events: string;
   private readonly base: string;
 
   constructor(prefix: string, readonly accountId: string) {
@@ -55,7 +67,9 @@ export class AccountKeys {
     this.holds = `${this.base}:holds`;
     this.ledger = `${this.base}:ledger`;
     this.members = `${this.base}:members`;
-    this.sweep = `${prefix}:sweep:{${slotTag(calculateSlot(accountId))}}`;
+    const tag = slotTag(calculateSlot(accountId));
+    this.sweep = `${prefix}:sweep:{${tag}}`;
+    this.events = `${prefix}:events:{${tag}}`;
   }
 
   reservation(requestId: string): string {

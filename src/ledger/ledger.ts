@@ -31,6 +31,8 @@ export type ReserveResult =
       availableMicros: number;
       expiresAtMs: number;
       heldFrom: Draw[];
+      /** Low-credit warnings this hold crossed ("20", "5", "depleted"); empty on a replay. */
+      warnings: string[];
     }
   | { status: "insufficient"; availableMicros: number; requiredMicros: number }
   /** The workspace member would pass the per-member cap of this period. */
@@ -50,6 +52,8 @@ export type SettleResult =
       chargedFrom: Draw[];
       /** The receipt the first Settle stored ('' when it charged an explicit amount). */
       receipt: string;
+      /** Low-credit warnings this Settle crossed; empty on a replay. */
+      warnings: string[];
     }
   | { status: "not_found" }
   | { status: "charge_conflict"; firstChargeMicros: number }
@@ -143,6 +147,8 @@ export interface SubscriptionTerms {
   anchorMs: number | undefined;
   trialCreditsMicros: number;
   trialMs: number;
+  /** Low-credit warnings: percentages of the period's credits (empty: only depleted). */
+  warnAtPercent: number[];
 }
 
 export interface SubscriptionAddonState {
@@ -166,6 +172,7 @@ export interface SubscriptionView {
   creditsPerSeatMicros: number;
   unlimited: boolean;
   memberCapMicros: number;
+  warnAtPercent: number[];
   addons: SubscriptionAddonState[];
   startedAtMs: number;
   endedAtMs: number | null;
@@ -244,7 +251,7 @@ export interface LedgerOptions {
 }
 
 const SCRIPTS = [
-  "reserve-6", "settle-6", "refund-6", "grant-6", "balance-5", "reservation-2", "audit-2", "subscription-5",
+  "reserve-7", "settle-7", "refund-7", "grant-7", "balance-6", "reservation-2", "audit-2", "subscription-6",
 ] as const;
 type ScriptName = (typeof SCRIPTS)[number];
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>;
@@ -343,15 +350,15 @@ export class Ledger {
       return { status: "request_id_taken", otherAccountId: claimed };
     }
     const k = this.keys.account(accountId);
-    const reply = (await this.scripts["reserve-6"](
-      k.acct, k.holds, k.ledger, k.reservation(requestId), k.sweep, k.members,
+    const reply = (await this.scripts["reserve-7"](
+      k.acct, k.holds, k.ledger, k.reservation(requestId), k.sweep, k.members, k.events,
       this.now(), accountId, requestId, amountMicros, ttlMs, this.retention, this.maxLen,
       input.fingerprint ?? String(amountMicros), input.pricing?.context ?? "", input.pricing?.catalogVersion ?? "",
       input.memberId ?? "",
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
-      const [, held, avail, deadline, draws] = reply as [number, string, string, string, string];
+      const [, held, avail, deadline, draws, warnings] = reply as [number, string, string, string, string, string?];
       return {
         status: code === ScriptStatus.Ok ? "held" : "replayed",
         reservationId: reservationIdOf(accountId, requestId),
@@ -359,6 +366,7 @@ export class Ledger {
         availableMicros: Number(avail),
         expiresAtMs: Number(deadline),
         heldFrom: parseDraws(draws),
+        warnings: warnings ? warnings.split(",") : [],
       };
     }
     if (code === ScriptStatus.Insufficient || code === ScriptStatus.MemberCap) {
@@ -388,13 +396,16 @@ export class Ledger {
     receipt = "",
   ): Promise<SettleResult> {
     const k = this.keys.account(reservation.accountId);
-    const reply = (await this.scripts["settle-6"](
-      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep, k.members,
+    const reply = (await this.scripts["settle-7"](
+      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep, k.members, k.events,
       this.now(), reservation.accountId, reservation.requestId, chargeMicros, this.retention, this.maxLen, receipt,
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
-      const [, charged, released, avail, expired, uncovered, draws, storedReceipt] = reply as [number, ...string[]];
+      const [, charged, released, avail, expired, uncovered, draws, storedReceipt, warnings] = reply as [
+        number,
+        ...string[],
+      ];
       return {
         status: code === ScriptStatus.Ok ? "settled" : "replayed",
         chargedMicros: Number(charged),
@@ -404,6 +415,7 @@ export class Ledger {
         uncoveredMicros: Number(uncovered),
         chargedFrom: parseDraws(draws ?? ""),
         receipt: storedReceipt ?? "",
+        warnings: warnings ? warnings.split(",") : [],
       };
     }
     if (code === ScriptStatus.NotFound) return { status: "not_found" };
@@ -416,8 +428,8 @@ export class Ledger {
 
   async refund(reservation: { accountId: string; requestId: string }, reason: string): Promise<RefundResult> {
     const k = this.keys.account(reservation.accountId);
-    const reply = (await this.scripts["refund-6"](
-      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep, k.members,
+    const reply = (await this.scripts["refund-7"](
+      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep, k.members, k.events,
       this.now(), reservation.accountId, reservation.requestId, reason, this.retention, this.maxLen,
     )) as [number, ...unknown[]];
     const code = reply[0];
@@ -439,8 +451,8 @@ export class Ledger {
     const { accountId, grantId, amountMicros, kind, expiresAtMs } = input;
     const priority = input.priority || BUCKET_KINDS[kind].defaultPriority;
     const k = this.keys.account(accountId);
-    const reply = (await this.scripts["grant-6"](
-      k.acct, k.holds, k.ledger, k.grant(grantId), k.sweep, k.members,
+    const reply = (await this.scripts["grant-7"](
+      k.acct, k.holds, k.ledger, k.grant(grantId), k.sweep, k.members, k.events,
       this.now(), accountId, grantId, amountMicros, kind, priority, expiresAtMs, this.retention, this.maxLen,
     )) as [number, ...unknown[]];
     const code = reply[0];
@@ -484,8 +496,8 @@ export class Ledger {
    */
   async balance(accountId: string, memberId = ""): Promise<Balance> {
     const k = this.keys.account(accountId);
-    const reply = (await this.scripts["balance-5"](
-      k.acct, k.holds, k.ledger, k.sweep, k.members, this.now(), accountId, this.maxLen, memberId,
+    const reply = (await this.scripts["balance-6"](
+      k.acct, k.holds, k.ledger, k.sweep, k.members, k.events, this.now(), accountId, this.maxLen, memberId,
     )) as [number, string, string, string, string, string, string, string[], string[], string[]];
     const [, available, held, granted, charged, expired, now, flat, periodFlat, memberFlat] = reply;
     const p = flatMap(periodFlat);
@@ -547,7 +559,7 @@ export class Ledger {
     return this.subscriptionScript(accountId, [
       "set", t.planId, t.period, t.seats, t.creditsMicros, t.creditsPerSeatMicros, t.unlimited ? "1" : "0",
       t.memberCapMicros, addons, t.status, t.anchorMs === undefined ? "" : t.anchorMs, t.trialCreditsMicros,
-      t.trialMs,
+      t.trialMs, t.warnAtPercent.join(","),
     ]);
   }
 
@@ -563,8 +575,8 @@ export class Ledger {
 
   private async subscriptionScript(accountId: string, args: Array<string | number>): Promise<SubscriptionResult> {
     const k = this.keys.account(accountId);
-    const reply = (await this.scripts["subscription-5"](
-      k.acct, k.holds, k.ledger, k.sweep, k.members, this.now(), accountId, this.maxLen, ...args,
+    const reply = (await this.scripts["subscription-6"](
+      k.acct, k.holds, k.ledger, k.sweep, k.members, k.events, this.now(), accountId, this.maxLen, ...args,
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
@@ -709,6 +721,7 @@ function subscriptionView(accountId: string, v: Map<string, string>): Subscripti
     creditsPerSeatMicros: num("s.cps"),
     unlimited: v.get("s.unl") === "1",
     memberCapMicros: num("s.cap"),
+    warnAtPercent: (v.get("s.warn") ?? "20,5").split(",").filter((x) => x !== "").map(Number),
     addons,
     startedAtMs: num("s.since"),
     endedAtMs: opt("s.ended"),

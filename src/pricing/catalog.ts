@@ -72,6 +72,7 @@
 //       legacy: true                      # kept for existing customers (default false)
 //       aliases: [pro-2021]               # other ids resolving to this plan (unique across ids and aliases)
 //       member_cap: 50                    # default per-member cap per period, credits (absent = no cap)
+//       warn_at: [20, 5]                  # low-credit warnings, % of the period's credits left (default [20, 5])
 //       trial: { credits: 50, days: 14 }  # both required; days 1-365, credits ≥ 0
 //       addons:                           # recurring add-on units, by id
 //         extra:
@@ -120,6 +121,7 @@ import {
   MAX_PLAN_CREDITS,
   MAX_SEATS,
   MAX_TRIAL_DAYS,
+  DEFAULT_WARN_AT_PERCENT,
   PLAN_ID_RE,
   planWorstCaseMicros,
   type Plan,
@@ -1065,7 +1067,7 @@ function parseOperation(c: Checker, name: string, node: Raw, path: string, ctx: 
 
 // ─── Plans ───────────────────────────────────────────────────────────────────────────────────────
 
-const PLAN_FIELDS = ["name", "credits", "credits_per_seat", "unlimited", "period", "billing", "legacy", "aliases", "member_cap", "trial", "addons"];
+const PLAN_FIELDS = ["name", "credits", "credits_per_seat", "unlimited", "period", "billing", "legacy", "aliases", "member_cap", "trial", "addons", "warn_at"];
 const ADDON_FIELDS = ["name", "credits", "per_seat", "max_units"];
 const MAX_PLAN_MICROS = BigInt(MAX_PLAN_CREDITS) * 1_000_000n;
 const SAFE_MICROS = BigInt(Number.MAX_SAFE_INTEGER);
@@ -1150,6 +1152,23 @@ function parsePlan(c: Checker, id: string, node: Raw, path: string): Plan | unde
 
   const memberCapMicros = get("member_cap") ? planCredits(c, get("member_cap")!, at("member_cap")) : undefined;
 
+  let warnAtPercent: readonly number[] = DEFAULT_WARN_AT_PERCENT;
+  const warnNode = get("warn_at");
+  if (warnNode) {
+    if (warnNode.kind !== "seq") {
+      c.add(at("warn_at"), "must be a list of percentages of the period's credits (1-99), e.g. [20, 5]; [] for none", warnNode);
+    } else {
+      const list: number[] = [];
+      warnNode.items.forEach((item, i) => {
+        const v = integer(c, item, `${at("warn_at")}[${i}]`, 1, 99);
+        if (v === undefined) return;
+        if (list.includes(v)) c.add(`${at("warn_at")}[${i}]`, `${v} is listed twice`, item);
+        else list.push(v);
+      });
+      warnAtPercent = list.sort((x, y) => y - x);
+    }
+  }
+
   let trial: Plan["trial"];
   const trialNode = get("trial");
   if (trialNode) {
@@ -1204,6 +1223,7 @@ function parsePlan(c: Checker, id: string, node: Raw, path: string): Plan | unde
     memberCapMicros,
     trial,
     addons,
+    warnAtPercent,
   };
 }
 

@@ -64,7 +64,12 @@ export interface Plan {
   readonly memberCapMicros: number | undefined;
   readonly trial: PlanTrial | undefined;
   readonly addons: ReadonlyMap<string, PlanAddon>;
+  /** Low-credit warnings: percentages of the period's credits, highest first (each fires once per period). */
+  readonly warnAtPercent: readonly number[];
 }
+
+/** Warnings when a plan sets none: at 20 % and 5 % of the period's credits left (and when depleted). */
+export const DEFAULT_WARN_AT_PERCENT: readonly number[] = [20, 5];
 
 /** Finds a plan by id or alias; undefined when unknown. Ids are case-sensitive. */
 export function resolvePlan(catalog: Pick<Catalog, "plans" | "planAliases">, id: string): Plan | undefined {

@@ -18,7 +18,7 @@ import type { ServiceHandlers } from "../rpc/types.js";
 import { toAmounts, toBucket } from "./convert.js";
 import { Reason, domainError, formatCredits, invalidField } from "./errors.js";
 import { type Pricer, parseReceiptJson } from "./pricing.js";
-import { toMemberUsage, toPeriodSummary } from "./subscriptions.js";
+import { toMemberUsage, toPeriodSummary, toWarnings } from "./subscriptions.js";
 import * as v from "./validate.js";
 
 export interface CreditServiceOptions {
@@ -73,6 +73,7 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
             expiresAt: timestampFromMs(r.expiresAtMs),
             replayed: r.status === "replayed",
             heldFrom: toAmounts(r.heldFrom),
+            warnings: toWarnings(r.warnings),
             ...(priced ? { estimate: priced.receipt, maxOutputTokens: BigInt(priced.maxOutputTokens) } : {}),
           });
         case "insufficient":
@@ -150,6 +151,7 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
             holdExpired: r.holdExpired,
             uncoveredMicros: BigInt(r.uncoveredMicros),
             replayed: r.status === "replayed",
+            warnings: toWarnings(r.warnings),
             // A replay answers with the receipt the first Settle stored.
             ...(r.receipt ? { receipt: r.status === "replayed" ? parseReceiptJson(r.receipt) : receipt?.message } : {}),
           });

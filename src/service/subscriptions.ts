@@ -9,6 +9,8 @@ import { EndWhen, SubscriptionChange } from "../gen/creditd/v1/admin_service_pb.
 import {
   AddonStateSchema,
   BillingPeriod,
+  type LowCreditWarning,
+  LowCreditWarningSchema,
   type MemberUsage,
   MemberUsageSchema,
   type PeriodSummary,
@@ -117,6 +119,22 @@ export function subscriptionTerms(
   });
 
   const anchorMs = v.optionalTime("billing_anchor", req.billingAnchor) || undefined;
+  let warnAtPercent: number[];
+  if (req.clearWarnings) {
+    if (req.warnAtPercent.length > 0) throw invalidField("warn_at_percent", "must be empty with clear_warnings");
+    warnAtPercent = [];
+  } else if (req.warnAtPercent.length === 0) {
+    warnAtPercent = [...plan.warnAtPercent];
+  } else {
+    const seenPct = new Set<number>();
+    warnAtPercent = req.warnAtPercent.map((p, i) => {
+      const pct = v.intInRange(`warn_at_percent[${i}]`, p, 1, 99);
+      if (seenPct.has(pct)) throw invalidField(`warn_at_percent[${i}]`, `${pct} is listed twice`);
+      seenPct.add(pct);
+      return pct;
+    });
+    warnAtPercent.sort((x, y) => y - x);
+  }
   const memberCapMicros =
     req.memberCapMicros === undefined
       ? (plan.memberCapMicros ?? 0)
@@ -135,6 +153,7 @@ export function subscriptionTerms(
     anchorMs,
     trialCreditsMicros: plan.trial?.creditsMicros ?? 0,
     trialMs: (plan.trial?.days ?? 0) * DAY_MS,
+    warnAtPercent,
   };
 }
 
@@ -150,6 +169,7 @@ export function toSubscription(s: SubscriptionView): Subscription {
     allowancePerPeriodMicros: BigInt(s.unlimited ? 0 : s.creditsMicros + s.creditsPerSeatMicros * s.seats),
     unlimited: s.unlimited,
     memberCapMicros: BigInt(s.memberCapMicros),
+    warnAtPercent: s.warnAtPercent,
     addons: s.addons.map((a) =>
       create(AddonStateSchema, {
         addonId: a.id,
@@ -205,6 +225,15 @@ export function toMemberUsage(m: LedgerMemberUsage | null): MemberUsage | undefi
     usedMicros: BigInt(m.usedMicros),
     capMicros: BigInt(m.capMicros),
   });
+}
+
+/** The ledger's warnings ("20", "5", "depleted") as messages. */
+export function toWarnings(list: string[]): LowCreditWarning[] {
+  return list.map((w) =>
+    w === "depleted"
+      ? create(LowCreditWarningSchema, { percent: 0, depleted: true })
+      : create(LowCreditWarningSchema, { percent: Number(w), depleted: false }),
+  );
 }
 
 export function changeOf(outcome: SubscriptionOutcome): SubscriptionChange {

@@ -107,6 +107,8 @@ describe("settle: charge from the hold, release the rest, excess from what is le
       uncoveredMicros: c.uncovered * C,
       chargedFrom: c.from.map(([bucketId, credits]) => ({ bucketId, amountMicros: (credits as number) * C })),
       receipt: "",
+      // Without a subscription, the one warning: the Settle that empties the account.
+      warnings: c.available === 0 ? ["depleted"] : [],
     });
     const balance = await ledger.balance(acct);
     expect(balance).toMatchObject({ availableMicros: c.available * C, heldMicros: 0, chargedMicros: c.charged * C });
@@ -296,7 +298,7 @@ describe("expiry, with the injected clock", () => {
     t.clock.advance(5 * MINUTE);
     expect(await ledger.settle(ref(requestId), 25 * C)).toEqual({
       status: "settled", chargedMicros: 25 * C, releasedMicros: 0, availableMicros: 75 * C,
-      holdExpired: true, uncoveredMicros: 0, chargedFrom: [{ bucketId: "b1", amountMicros: 25 * C }], receipt: "",
+      holdExpired: true, uncoveredMicros: 0, chargedFrom: [{ bucketId: "b1", amountMicros: 25 * C }], receipt: "", warnings: [],
     });
     expect(await ledger.reservation(acct, requestId)).toMatchObject({ state: "settled", holdExpired: true, chargedMicros: 25 * C });
     await expectConsistent(ledger, acct);

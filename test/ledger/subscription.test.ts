@@ -33,6 +33,7 @@ function terms(over: Partial<SubscriptionTerms> = {}): SubscriptionTerms {
     anchorMs: undefined,
     trialCreditsMicros: 0,
     trialMs: 0,
+    warnAtPercent: [20, 5],
     ...over,
   };
 }
@@ -491,6 +492,99 @@ describe("on Redis Cluster", () => {
     } finally {
       client.disconnect();
       await cluster.stop();
+    }
+  });
+});
+
+async function events(): Promise<Array<Record<string, string>>> {
+  const raw = await t.redis.xrange(ledger.keys.account(acct).events, "-", "+");
+  return raw
+    .map(([, fields]) => {
+      const m: Record<string, string> = {};
+      for (let i = 0; i < fields.length; i += 2) m[fields[i] as string] = fields[i + 1] as string;
+      return m;
+    })
+    .filter((e) => e.account === acct);
+}
+
+describe("low-credit warnings and events", () => {
+  beforeEach(() => t.clock.set(at("2026-03-05T00:00:00Z")));
+
+  it("each threshold fires once per period under many concurrent Reserves from several sidecars, and again after the reset", async () => {
+    await subscribe({ creditsMicros: 100 * C });
+    const clients = Array.from({ length: 4 }, () => new Redis(env.server.url));
+    const replies: string[][] = [];
+    try {
+      const sidecars = clients.map(
+        (c) => new Ledger(c, { keyPrefix: t.prefix, retentionMs: DAY, ledgerMaxEntries: 0, clock: t.clock }),
+      );
+      await Promise.all(sidecars.map((l) => l.loadScripts()));
+      const results = await Promise.all(
+        Array.from({ length: 70 }, (_, i) =>
+          sidecars[i % 4]!.reserve({ accountId: acct, requestId: rid(), amountMicros: 2 * C, ttlMs: HOUR }),
+        ),
+      );
+      for (const r of results) if (r.status === "held") replies.push(r.warnings);
+      expect(results.filter((r) => r.status === "held")).toHaveLength(50);
+    } finally {
+      await Promise.all(clients.map((c) => c.quit()));
+    }
+    const crossed = replies.flat().sort();
+    expect(crossed).toEqual(["20", "5", "depleted"]);
+    // The reply that crossed 20 % is the one that took what is available from 20 to 18.
+    expect(replies.filter((w) => w.length > 0)).toHaveLength(3);
+    let ev = await events();
+    expect(ev.filter((e) => e.type === "threshold").map((e) => e.percent)).toEqual(["20", "5"]);
+    expect(ev.filter((e) => e.type === "depleted")).toHaveLength(1);
+    expect(ev.find((e) => e.percent === "20")).toMatchObject({ available: String(18 * C), period_credits: String(100 * C) });
+
+    t.clock.set(at("2026-04-05T00:00:00Z"));
+    for (let i = 0; i < 41; i++) await spend(2);
+    ev = await events();
+    expect(ev.filter((e) => e.type === "period_reset")).toHaveLength(1);
+    expect(ev.filter((e) => e.type === "threshold").map((e) => e.percent)).toEqual(["20", "5", "20"]);
+    await expectConsistent(ledger, acct);
+  });
+
+  it("a plan's own thresholds; none but depleted when cleared", async () => {
+    await subscribe({ creditsMicros: 100 * C, warnAtPercent: [50] });
+    const requestId = rid();
+    const r = await ledger.reserve({ accountId: acct, requestId, amountMicros: 60 * C, ttlMs: HOUR });
+    expect(r.status === "held" && r.warnings).toEqual(["50"]);
+    const s = await ledger.settle({ accountId: acct, requestId }, 100 * C);
+    expect(s.status === "settled" && s.warnings).toEqual(["depleted"]);
+    await ledger.setSubscription("quiet", terms({ creditsMicros: 10 * C, warnAtPercent: [] }));
+    const q = await ledger.reserve({ accountId: "quiet", requestId: rid(), amountMicros: 10 * C, ttlMs: HOUR });
+    expect(q.status === "held" && q.warnings).toEqual(["depleted"]);
+  });
+
+  it("grants, refunds, expired holds and resets are events in the slot's stream, announced on the channel", async () => {
+    const sub = new Redis(env.server.url);
+    const heard: string[] = [];
+    await sub.subscribe(ledger.keys.eventsChannel());
+    sub.on("message", (_channel, message) => heard.push(message));
+    try {
+      await subscribe();
+      await give(ledger, acct, 5, "topup", { grantId: "pack-1" });
+      const a = rid();
+      await ledger.reserve({ accountId: acct, requestId: a, amountMicros: 3 * C, ttlMs: MINUTE });
+      await ledger.refund({ accountId: acct, requestId: a }, "upstream 500");
+      await ledger.reserve({ accountId: acct, requestId: rid(), amountMicros: 3 * C, ttlMs: MINUTE });
+      t.clock.set(at("2026-04-05T00:00:00Z"));
+      await ledger.balance(acct);
+      const ev = await events();
+      expect(ev.map((e) => e.type)).toEqual(["grant", "refund", "hold_expired", "period_reset"]);
+      expect(ev[0]).toMatchObject({ grant: "pack-1", kind: "topup", amt: String(5 * C) });
+      expect(ev[1]).toMatchObject({ amt: String(3 * C), reason: "upstream 500" });
+      expect(ev[3]).toMatchObject({ plan: "base", period_start: String(at("2026-04-05T00:00:00Z")), missed: "0" });
+      for (let i = 0; i < 50 && heard.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(new Set(heard)).toEqual(new Set([ledger.keys.account(acct).events]));
+      // A refused call emits nothing.
+      const before = await events();
+      expect((await ledger.reserve({ accountId: acct, requestId: rid(), amountMicros: 1000 * C, ttlMs: MINUTE })).status).toBe("insufficient");
+      expect(await events()).toEqual(before);
+    } finally {
+      sub.disconnect();
     }
   });
 });

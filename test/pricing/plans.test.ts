@@ -45,6 +45,7 @@ describe("parsing", () => {
     legacy: true
     aliases: [base-2021, old.base]
     member_cap: 12.25
+    warn_at: [5, 25, 50]
     trial: { credits: 50, days: 14 }
     addons:
       extra:
@@ -77,6 +78,7 @@ describe("parsing", () => {
         ["extra", { id: "extra", name: "Extra credits", creditsPerUnitMicros: 60 * C, perSeat: true, maxUnits: 1000 }],
         ["pack", { id: "pack", name: "pack", creditsPerUnitMicros: 500_000, perSeat: false, maxUnits: 10_000 }],
       ]),
+      warnAtPercent: [50, 25, 5],
     } satisfies Plan);
     expect(typeof p.creditsMicros).toBe("number"); // plain numbers, not bigint: they go to Lua
   });
@@ -95,12 +97,26 @@ describe("parsing", () => {
       memberCapMicros: undefined,
       trial: undefined,
       addons: new Map(),
+      warnAtPercent: [20, 5],
     } satisfies Plan);
     expect(c.plans.get("seats")).toMatchObject({ creditsMicros: 0, creditsPerSeatMicros: 150 * C });
     expect(c.plans.get("ent")).toMatchObject({ unlimited: true, creditsMicros: 0, creditsPerSeatMicros: 0, memberCapMicros: 0, trial: { creditsMicros: 0, days: 365 } });
     expect(c.plans.get("no-cap")!.unlimited).toBe(false);
     // billing defaults to the period
     expect(withPlans("  y: { credits: 1, period: year }\n").plans.get("y")).toMatchObject({ period: "year", billing: "year" });
+  });
+
+  test("warn_at: percentages 1-99, each once; [] for no warnings", () => {
+    expect(withPlans("  w: { credits: 1, warn_at: [] }\n").plans.get("w")!.warnAtPercent).toEqual([]);
+    for (const [yaml, want] of [
+      ["  w: { credits: 1, warn_at: 20 }\n", 'plans["w"].warn_at: must be a list of percentages'],
+      ["  w: { credits: 1, warn_at: [0] }\n", 'plans["w"].warn_at[0]: must be an integer between 1 and 99'],
+      ["  w: { credits: 1, warn_at: [100] }\n", 'plans["w"].warn_at[0]: must be an integer between 1 and 99'],
+      ["  w: { credits: 1, warn_at: [10.5] }\n", 'plans["w"].warn_at[0]: must be an integer between 1 and 99'],
+      ["  w: { credits: 1, warn_at: [20, 20] }\n", 'plans["w"].warn_at[1]: 20 is listed twice'],
+    ] as const) {
+      expect(() => withPlans(yaml)).toThrow(want);
+    }
   });
 
   test("plans keep file order; aliases map to their plan", () => {
@@ -157,7 +173,7 @@ describe("validation: every problem, with its path", () => {
 
   test("unknown fields, at every level", () => {
     expect(problem("  p: { credits: 1, credit: 2 }\n")).toBe(
-      'plans["p"].credit: unknown field (expected one of: name, credits, credits_per_seat, unlimited, period, billing, legacy, aliases, member_cap, trial, addons)',
+      'plans["p"].credit: unknown field (expected one of: name, credits, credits_per_seat, unlimited, period, billing, legacy, aliases, member_cap, trial, addons, warn_at)',
     );
     expect(problem("  p: { credits: 1, trial: { credits: 1, days: 2, months: 1 } }\n")).toBe('plans["p"].trial.months: unknown field (expected one of: credits, days)');
     expect(problem("  p: { credits: 1, addons: { x: { credits: 1, perSeat: true } } }\n")).toBe(

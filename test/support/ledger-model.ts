@@ -159,7 +159,7 @@ export class LedgerModel {
     const seen = a.reservations.get(requestId);
     if (seen) {
       if (seen.amount !== amount) return { status: "amount_conflict", firstAmountMicros: seen.amount };
-      return { ...copy(seen.reserveReply), status: "replayed" };
+      return { ...copy(seen.reserveReply), status: "replayed", warnings: [] };
     }
     const now = this.clock.nowMs();
     const before = cloneCore(a.core);
@@ -182,6 +182,7 @@ export class LedgerModel {
       availableMicros: avail - amount,
       expiresAtMs: deadline,
       heldFrom: draws,
+      warnings: depleted(available(before), avail - amount),
     };
     a.reservations.set(requestId, { amount, draws: copy(draws), state: "held", reserveReply: copy(reply) });
     return reply;
@@ -193,12 +194,13 @@ export class LedgerModel {
     if (!a || !r) return { status: "not_found" };
     if (r.settle) {
       if (r.settle.charge !== charge) return { status: "charge_conflict", firstChargeMicros: r.settle.charge };
-      return { ...copy(r.settle.reply), status: "replayed" };
+      return { ...copy(r.settle.reply), status: "replayed", warnings: [] };
     }
     if (r.state !== "held") return { status: "refunded" };
 
     const now = this.clock.nowMs();
     const c = a.core;
+    const availBefore = available(c);
     const hold = liveHold(c, ref.requestId, now);
     touch(c, now);
 
@@ -229,6 +231,7 @@ export class LedgerModel {
       uncoveredMicros: excess - extra.taken,
       chargedFrom,
       receipt: "",
+      warnings: depleted(availBefore, available(c)),
     };
     r.state = "settled";
     r.settle = { charge, charged, chargedFrom: copy(chargedFrom), reply: copy(reply) };
@@ -344,6 +347,11 @@ export class LedgerModel {
     const g = this.world.accounts.get(accountId)?.grants.get(grantId);
     return g && { amount: g.amount, kind: g.kind, priority: g.priority, expiresAtMs: g.expiresAtMs };
   }
+}
+
+/** Without a subscription, 'depleted' is the one warning: a change that empties the account. */
+function depleted(before: number, after: number): string[] {
+  return before > 0 && after === 0 ? ["depleted"] : [];
 }
 
 function available(c: Core): number {

@@ -40,14 +40,14 @@ local function clock(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function load_account(key, now, account_id, holds_key, sweep_key, ledger_key, maxlen, members_key)
+local function load_account(key, now, account_id, holds_key, sweep_key, ledger_key, maxlen, members_key, events_key)
   local flat = redis.call('HGETALL', key)
   local a = {
     key = key, now = now, account_id = account_id, holds_key = holds_key, sweep_key = sweep_key,
-    ledger_key = ledger_key, maxlen = maxlen, members_key = members_key,
+    ledger_key = ledger_key, maxlen = maxlen, members_key = members_key, events_key = events_key,
     granted = 0, held = 0, charged = 0, expired = 0, nb = 0, nx = false,
     buckets = {}, set = {}, del = {}, log = {}, nx_changed = false, zrem = {}, removed = {},
-    sub = {}, nxt = {}, per = {}, members = {},
+    sub = {}, nxt = {}, per = {}, members = {}, events = {}, crossed = {},
   }
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
@@ -71,7 +71,18 @@ local function load_account(key, now, account_id, holds_key, sweep_key, ledger_k
       end
     end
   end
+  local avail0 = 0
+  for _, b in pairs(a.buckets) do avail0 = avail0 + b.r end
+  a.avail0 = avail0
   return a
+end
+
+-- Queues an event for the slot's events stream (consumers: webhooks, WatchEvents); written by save_account, in
+-- the same script as the change, so a refused call emits nothing.
+local function emit(a, event_type, fields)
+  local ev = { 'type', event_type, 'account', a.account_id, 't', int(a.now) }
+  for _, v in ipairs(fields) do ev[#ev + 1] = v end
+  a.events[#a.events + 1] = ev
 end
 
 local function mark_total(a, name)
@@ -369,6 +380,7 @@ local function expire_hold(a, member, deadline)
   a.zrem[#a.zrem + 1] = member
   log_entry(a, { 'op', 'hold_expired', 't', int(deadline), 'req', request_id, 'amt', int(amount),
     'd', draws_str, 'to_expired', int(to_expired) })
+  emit(a, 'hold_expired', { 'req', request_id, 'amt', int(amount), 'deadline', int(deadline) })
 end
 
 -- Removes a hold that ended by Settle or Refund.
@@ -393,6 +405,15 @@ local function release_due_holds(a)
   end
 end
 
+-- The credits the subscription gave this period (allowance, add-ons, trial): what warnings are measured against.
+local function period_credits(a)
+  local sum = 0
+  for _, b in pairs(a.buckets) do
+    if string.sub(b.gid, 1, 1) == '|' then sum = sum + b.g end
+  end
+  return sum
+end
+
 --- @include "includes/period"
 --- @include "includes/subscription"
 
@@ -404,7 +425,44 @@ local function touch(a)
   roll_period(a)
 end
 
+-- Low-credit warnings, decided here so racing sidecars fire each once: with a subscription, each percentage of
+-- the period's credits fires once per period when what is available drops below it, and 'depleted' once when
+-- nothing is left (both fire again after the next reset); without one, 'depleted' fires when a change empties
+-- the account. The percentages that fired are in p.w, depleted in p.dep; a new period starts without them.
+local function check_warnings(a)
+  local avail = available(a)
+  if a.sub.st and a.sub.st ~= 'ended' and a.per.s then
+    if unlimited(a) then return end
+    local base = period_credits(a)
+    local fired, seen = a.per.w or '', {}
+    for pct in string.gmatch(fired, '%d+') do seen[pct] = true end
+    local changed = false
+    if base > 0 then
+      for pct in string.gmatch(a.sub.warn or '20,5', '%d+') do
+        if not seen[pct] and avail < math.floor(base * tonumber(pct) / 100) then
+          seen[pct] = true
+          fired = fired == '' and pct or (fired .. ',' .. pct)
+          changed = true
+          a.crossed[#a.crossed + 1] = pct
+          emit(a, 'threshold', { 'percent', pct, 'available', int(avail), 'period_credits', int(base),
+            'period_end', a.per.e or '' })
+        end
+      end
+    end
+    if changed then set_field(a, 'p', 'w', fired) end
+    if avail == 0 and a.per.dep ~= '1' and (base > 0 or a.avail0 > 0) then
+      set_field(a, 'p', 'dep', '1')
+      a.crossed[#a.crossed + 1] = 'depleted'
+      emit(a, 'depleted', { 'available', '0', 'period_credits', int(base), 'period_end', a.per.e or '' })
+    end
+  elseif a.avail0 > 0 and avail == 0 then
+    a.crossed[#a.crossed + 1] = 'depleted'
+    emit(a, 'depleted', { 'available', '0', 'period_credits', '0', 'period_end', '' })
+  end
+end
+
 local function save_account(a)
+  check_warnings(a)
   local args = {}
   for f, v in pairs(a.set) do
     args[#args + 1] = f
@@ -442,11 +500,29 @@ local function save_account(a)
       redis.call('XADD', a.ledger_key, '*', unpack(fields))
     end
   end
+  if #a.events > 0 and a.events_key then
+    for _, ev in ipairs(a.events) do
+      if a.maxlen > 0 then
+        redis.call('XADD', a.events_key, 'MAXLEN', '~', a.maxlen, '*', unpack(ev))
+      else
+        redis.call('XADD', a.events_key, '*', unpack(ev))
+      end
+    end
+    -- A wake-up for live watchers: the channel names no key, the message is the stream to read.
+    redis.call('PUBLISH', string.match(a.events_key, '^(.*):events:{') .. ':events', a.events_key)
+  end
+end
+
+-- The warnings this call crossed, for its reply ('20,5,depleted').
+local function crossed(a)
+  return table.concat(a.crossed, ',')
 end
 
 -- A touch that found nothing to do writes nothing.
 local function has_changes(a)
-  if next(a.set) ~= nil or #a.del > 0 or #a.log > 0 or #a.zrem > 0 or a.nx_changed then return true end
+  if next(a.set) ~= nil or #a.del > 0 or #a.log > 0 or #a.zrem > 0 or a.nx_changed or #a.events > 0 then
+    return true
+  end
   for _, st in pairs(a.members) do
     if st.dirty then return true end
   end

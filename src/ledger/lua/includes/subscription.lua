@@ -11,7 +11,9 @@
     s.tend                            end of the trial (while trialing)
     n.plan n.seats n.cr n.cps n.unl   a change that takes effect when the period ends (a downgrade, fewer seats)
     n.end                             '1': the subscription ends when the period ends
+    s.warn                            low-credit warnings: percentages of the period's credits ('20,5'; '' = none)
     p.s  p.e  p.u                     the current period: start, end (= the next reset), charged in it
+    p.w  p.dep                        warnings fired this period (percentages; '1' when depleted fired)
 
   The period's credits are buckets: the allowance (gid '|allowance'), one per add-on ('|addon:<id>') and the
   trial ('|trial'), each expiring at the period's end, so what is left is recorded as expired (no rollover) by
@@ -124,6 +126,8 @@ local function start_period(a)
   set_field(a, 'p', 's', int(start_ms))
   set_field(a, 'p', 'e', int(end_ms))
   set_field(a, 'p', 'u', '0')
+  set_field(a, 'p', 'w', nil)
+  set_field(a, 'p', 'dep', nil)
   if a.sub.st == 'active' then grant_period_credits(a, end_ms) end
   return start_ms, end_ms, k
 end
@@ -150,4 +154,6 @@ local function roll_period(a)
   local start_ms, end_ms, k = start_period(a)
   log_entry(a, { 'op', 'period', 't', int(start_ms), 'end', int(end_ms), 'plan', s.plan, 'from', int(ended_at),
     'missed', int(math.max(0, k - k_ended)), 'after_trial', was_trial and '1' or '0' })
+  emit(a, 'period_reset', { 'plan', s.plan, 'period_start', int(start_ms), 'period_end', int(end_ms),
+    'missed', int(math.max(0, k - k_ended)), 'period_credits', int(period_credits(a)) })
 end

@@ -3,7 +3,7 @@
   The sweeper calls it too, for accounts whose holds ran out while nobody touched them.
 
   KEYS[1] account hash   KEYS[2] holds zset   KEYS[3] ledger stream   KEYS[4] sweep index zset
-  KEYS[5] members hash
+  KEYS[5] members hash   KEYS[6] events stream of the account's slot
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] ledger max length
   ARGV[4] member id ('' = none): that member's usage this period is returned too
 
@@ -16,7 +16,7 @@
 --- @include "includes/account"
 
 local now = clock(ARGV[1])
-local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[4], KEYS[3], tonumber(ARGV[3]), KEYS[5])
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[4], KEYS[3], tonumber(ARGV[3]), KEYS[5], KEYS[6])
 touch(a)
 local member = {}
 if ARGV[4] ~= '' then

@@ -3,6 +3,7 @@
 
   KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
   KEYS[4] reservation hash    KEYS[5] sweep index zset (same slot as the account)   KEYS[6] members hash
+  KEYS[7] events stream of the account's slot
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] amount
   ARGV[5] hold ttl ms                 ARGV[6] record retention ms              ARGV[7] ledger max length (0 = no cap)
   ARGV[8] request fingerprint: what makes a repeat of this request id the same request (the amount, or a hash of
@@ -12,7 +13,8 @@
   ARGV[11] workspace member id ('' when none): counted against the subscription's per-member cap
 
   Returns
-    { 0, held, available_after, deadline, draws }   held now
+    { 0, held, available_after, deadline, draws, warnings }   held now (warnings: what this hold crossed,
+                                                    '20,5,depleted')
     { 1, held, available_after, deadline, draws }   the request id was seen: the first reply, nothing changed
     { -1, available, required }                     insufficient credits: nothing changed
     { -3, first_amount }                            the request id was used for a different request
@@ -30,7 +32,7 @@ if existing[1] then
 end
 
 local now = clock(ARGV[1])
-local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[7]), KEYS[6])
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[7]), KEYS[6], KEYS[7])
 touch(a)
 
 local member_id = ARGV[11]
@@ -77,4 +79,4 @@ if member_id ~= '' then
 end
 log_entry(a, entry)
 save_account(a)
-return { 0, int(amount), int(avail), int(deadline), draws_str }
+return { 0, int(amount), int(avail), int(deadline), draws_str, crossed(a) }

@@ -4,6 +4,7 @@
   change does to the current period.
 
   KEYS[1] account hash   KEYS[2] holds zset   KEYS[3] ledger stream   KEYS[4] sweep index zset   KEYS[5] members hash
+  KEYS[6] events stream of the account's slot
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] ledger max length   ARGV[4] op:
     'get'
     'set'           ARGV[5] plan id  ARGV[6] cadence  ARGV[7] seats  ARGV[8] credits per period
@@ -11,6 +12,7 @@
                     ARGV[12] add-ons "<id>,<units>,<credits per unit>,<per seat 0|1>,<units>;..." (units > 0 only)
                     ARGV[13] status: active | trialing | past_due   ARGV[14] anchor ms ('' = keep, or now)
                     ARGV[15] trial credits   ARGV[16] trial length ms
+                    ARGV[17] low-credit warnings, percentages of the period's credits ('20,5'; '' = none)
     'cancel_addon'  ARGV[5] add-on id
     'end'           ARGV[5] 'now' | 'period_end'
 
@@ -36,7 +38,7 @@
 --- @include "includes/account"
 
 local now = clock(ARGV[1])
-local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[4], KEYS[3], tonumber(ARGV[3]), KEYS[5])
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[4], KEYS[3], tonumber(ARGV[3]), KEYS[5], KEYS[6])
 local op = ARGV[4]
 touch(a)
 
@@ -118,6 +120,7 @@ end
 
 local want = { plan = ARGV[5], seats = ARGV[7], cr = ARGV[8], cps = ARGV[9], unl = ARGV[10] }
 local cadence, cap, status, anchor_arg = ARGV[6], ARGV[11], ARGV[13], ARGV[14]
+local warn = ARGV[17]
 local trial_credits, trial_ms = tonumber(ARGV[15]), tonumber(ARGV[16])
 local want_ad = decode_addons(ARGV[12])
 
@@ -149,6 +152,7 @@ if not s.st or s.st == 'ended' then
   set_terms(want)
   set_field(a, 's', 'cad', cadence)
   set_field(a, 's', 'cap', cap)
+  set_field(a, 's', 'warn', warn)
   set_field(a, 's', 'ad', encode_addons(want_ad))
   set_field(a, 's', 'since', int(now))
   set_field(a, 's', 'ended', nil)
@@ -180,6 +184,7 @@ local function note(o)
 end
 
 if set_field(a, 's', 'cap', cap) then note('updated') end
+if set_field(a, 's', 'warn', warn) then note('updated') end
 -- Setting the subscription again takes back an end scheduled for the period's end.
 if set_field(a, 'n', 'end', nil) then note('changed') end
 

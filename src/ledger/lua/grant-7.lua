@@ -3,6 +3,7 @@
 
   KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
   KEYS[4] grant record hash   KEYS[5] sweep index zset   KEYS[6] members hash
+  KEYS[7] events stream of the account's slot
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] grant id   ARGV[4] amount
   ARGV[5] kind   ARGV[6] priority     ARGV[7] expires at ms (0 = never)       ARGV[8] record retention ms
   ARGV[9] ledger max length
@@ -29,7 +30,7 @@ local now = clock(ARGV[1])
 if expires_at ~= 0 and expires_at <= now then
   return { -6, int(now) }
 end
-local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[9]), KEYS[6])
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[9]), KEYS[6], KEYS[7])
 if a.granted + amount > MAX_SAFE then
   return { -7, int(MAX_SAFE - a.granted) }
 end
@@ -58,5 +59,6 @@ redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[8]))
 
 log_entry(a, { 'op', 'grant', 't', int(now), 'grant', ARGV[3], 'bucket', 'b' .. n, 'kind', kind, 'amt', int(amount),
   'exp', int(expires_at) })
+emit(a, 'grant', { 'grant', ARGV[3], 'bucket', 'b' .. n, 'kind', kind, 'amt', int(amount), 'exp', int(expires_at) })
 save_account(a)
 return { 0, int(a.nb), int(now), int(avail) }

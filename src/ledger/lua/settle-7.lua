@@ -3,6 +3,7 @@
 
   KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
   KEYS[4] reservation hash    KEYS[5] sweep index zset   KEYS[6] members hash
+  KEYS[7] events stream of the account's slot
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] charge
   ARGV[5] record retention ms         ARGV[6] ledger max length
   ARGV[7] receipt ('' when the charge was given as an amount): kept with the reservation and in the ledger entry
@@ -13,7 +14,7 @@
   whole charge is taken from what is available (the generation happened) and hold_expired is 1.
 
   Returns
-    { 0, charged, released, available_after, hold_expired, uncovered, charge_draws, receipt }
+    { 0, charged, released, available_after, hold_expired, uncovered, charge_draws, receipt, warnings }
     { 1, ... }                          already settled with the same charge: the first reply
     { -2 }                              no such reservation
     { -4, first_charge }                already settled with another charge
@@ -37,7 +38,7 @@ if r.st ~= 'h' then
 end
 
 local now = clock(ARGV[1])
-local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[6]), KEYS[6])
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[6]), KEYS[6], KEYS[7])
 local request_id = ARGV[3]
 local member_id = r.mb or ''
 local member = hold_member(request_id, r.d, member_id)
@@ -94,4 +95,4 @@ if ARGV[7] ~= '' then
 end
 log_entry(a, entry)
 save_account(a)
-return { 0, int(charged), int(released), int(avail), int(hx), int(uncovered), cd, ARGV[7] }
+return { 0, int(charged), int(released), int(avail), int(hx), int(uncovered), cd, ARGV[7], crossed(a) }

@@ -5,6 +5,7 @@
 
   KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
   KEYS[4] reservation hash    KEYS[5] sweep index zset   KEYS[6] members hash
+  KEYS[7] events stream of the account's slot
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] reason
   ARGV[5] record retention ms         ARGV[6] ledger max length
 
@@ -24,7 +25,7 @@ if r.rst then
 end
 
 local now = clock(ARGV[1])
-local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[6]), KEYS[6])
+local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[6]), KEYS[6], KEYS[7])
 local request_id = ARGV[3]
 local member_id = r.mb or ''
 local refunded, to_expired, state = 0, 0, 'r'
@@ -65,5 +66,7 @@ redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
 
 log_entry(a, { 'op', 'refund', 't', int(now), 'req', request_id, 'amt', int(refunded), 'd',
   (r.st == 'h') and r.d or r.cd, 'to_expired', int(to_expired), 'from', r.st, 'reason', ARGV[4] })
+emit(a, 'refund', { 'req', request_id, 'amt', int(refunded), 'to_expired', int(to_expired), 'from', r.st,
+  'reason', ARGV[4] })
 save_account(a)
 return { 0, int(refunded), int(avail), int(to_expired), state }
