@@ -461,6 +461,15 @@ local function check_warnings(a)
   end
 end
 
+-- Appends to a stream, trimmed to about maxlen entries (0 = no cap).
+local function xadd(key, maxlen, fields)
+  if maxlen > 0 then
+    redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  else
+    redis.call('XADD', key, '*', unpack(fields))
+  end
+end
+
 local function save_account(a)
   check_warnings(a)
   local args = {}
@@ -493,21 +502,9 @@ local function save_account(a)
   if #margs > 0 then redis.call('HSET', a.members_key, unpack(margs)) end
   if #a.del > 0 then redis.call('HDEL', a.key, unpack(a.del)) end
   if #args > 0 then redis.call('HSET', a.key, unpack(args)) end
-  for _, fields in ipairs(a.log) do
-    if a.maxlen > 0 then
-      redis.call('XADD', a.ledger_key, 'MAXLEN', '~', a.maxlen, '*', unpack(fields))
-    else
-      redis.call('XADD', a.ledger_key, '*', unpack(fields))
-    end
-  end
+  for _, fields in ipairs(a.log) do xadd(a.ledger_key, a.maxlen, fields) end
   if #a.events > 0 and a.events_key then
-    for _, ev in ipairs(a.events) do
-      if a.maxlen > 0 then
-        redis.call('XADD', a.events_key, 'MAXLEN', '~', a.maxlen, '*', unpack(ev))
-      else
-        redis.call('XADD', a.events_key, '*', unpack(ev))
-      end
-    end
+    for _, ev in ipairs(a.events) do xadd(a.events_key, a.maxlen, ev) end
     -- A wake-up for live watchers: the channel names no key, the message is the stream to read.
     redis.call('PUBLISH', string.match(a.events_key, '^(.*):events:{') .. ':events', a.events_key)
   end
