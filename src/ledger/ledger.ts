@@ -136,7 +136,8 @@ export type SubscriptionStatus = "active" | "trialing" | "past_due" | "ended";
 export interface SubscriptionTerms {
   planId: string;
   period: "month" | "year";
-  seats: number;
+  /** Undefined: the seats in force (1 for a new subscription). */
+  seats: number | undefined;
   creditsMicros: number;
   creditsPerSeatMicros: number;
   unlimited: boolean;
@@ -557,7 +558,7 @@ export class Ledger {
       .map((a) => `${a.id},${a.units},${a.creditsPerUnitMicros},${a.perSeat ? 1 : 0},${a.units}`)
       .join(";");
     return this.subscriptionScript(accountId, [
-      "set", t.planId, t.period, t.seats, t.creditsMicros, t.creditsPerSeatMicros, t.unlimited ? "1" : "0",
+      "set", t.planId, t.period, t.seats ?? "", t.creditsMicros, t.creditsPerSeatMicros, t.unlimited ? "1" : "0",
       t.memberCapMicros, addons, t.status, t.anchorMs === undefined ? "" : t.anchorMs, t.trialCreditsMicros,
       t.trialMs, t.warnAtPercent.join(","),
     ]);

@@ -61,12 +61,10 @@ const CHANGE: Record<SubscriptionOutcome, SubscriptionChange> = {
 
 /**
  * Validates a SetSubscription request against the catalog and turns it into the terms the ledger stores.
- * `current` is the subscription in force (for the seats a request leaves unset).
  */
 export function subscriptionTerms(
   req: SetSubscriptionRequest,
   catalog: Catalog,
-  current: SubscriptionView | null,
 ): SubscriptionTerms {
   if (req.planId === "") throw invalidField("plan_id", "required");
   const plan = resolvePlan(catalog, req.planId);
@@ -77,9 +75,7 @@ export function subscriptionTerms(
       `unknown plan ${JSON.stringify(req.planId)} (catalog ${catalog.version} has ${known.length ? known.join(", ") : "no plans"})`,
     );
   }
-  const live = current && current.status !== "ended" ? current : null;
-  const seats =
-    req.seats === undefined ? (live?.seats ?? 1) : v.intInRange("seats", req.seats, 1, MAX_SEATS);
+  const seats = req.seats === undefined ? undefined : v.intInRange("seats", req.seats, 1, MAX_SEATS);
 
   let status: SubscriptionTerms["status"];
   switch (req.status) {
@@ -262,11 +258,8 @@ export function expectSubscription(
 
 export async function setSubscription(ledger: Ledger, catalog: Catalog, req: SetSubscriptionRequest) {
   const accountId = v.accountId("account_id", req.accountId);
-  // Everything is checked before anything reaches Redis: reading the subscription touches the account (it may
-  // roll the period forward), which a refused request must not do. The seats a request leaves unset are the
-  // subscription's in force, the only term `current` changes.
-  let terms = subscriptionTerms(req, catalog, null);
-  if (req.seats === undefined) terms = subscriptionTerms(req, catalog, await ledger.subscription(accountId));
+  // Everything is checked before anything reaches Redis; seats left unset are resolved by the script itself.
+  const terms = subscriptionTerms(req, catalog);
   return expectSubscription(await ledger.setSubscription(accountId, terms), accountId);
 }
 

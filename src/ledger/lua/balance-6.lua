@@ -39,12 +39,9 @@ for _, b in ipairs(draw_order(a)) do
 end
 local period = {}
 if a.sub.st then
-  local sums = { allowance = 0, addon = 0, trial = 0 }
-  for _, b in pairs(a.buckets) do
-    if string.sub(b.gid, 1, 1) == '|' and sums[b.k] then sums[b.k] = sums[b.k] + b.g end
-  end
+  local sums = period_buckets(a)
   period = { 'plan', a.sub.plan, 'status', a.sub.st, 'start', a.per.s or '0', 'end', a.per.e or '0',
-    'used', a.per.u or '0', 'allowance', int(sums.allowance), 'addons', int(sums.addon), 'trial', int(sums.trial),
+    'used', a.per.u or '0', 'allowance', int(sums.allowance.g), 'addons', int(sums.addon.g), 'trial', int(sums.trial.g),
     'unlimited', unlimited(a) and '1' or '0' }
 end
 return { 0, int(available(a)), int(a.held), int(a.granted), int(a.charged), int(a.expired), int(now), list, period,

@@ -7,7 +7,8 @@
   KEYS[6] events stream of the account's slot
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] ledger max length   ARGV[4] op:
     'get'
-    'set'           ARGV[5] plan id  ARGV[6] cadence  ARGV[7] seats  ARGV[8] credits per period
+    'set'           ARGV[5] plan id  ARGV[6] cadence  ARGV[7] seats ('' = those in force, 1 for a new one)
+                    ARGV[8] credits per period
                     ARGV[9] credits per seat  ARGV[10] unlimited '1'|'0'  ARGV[11] member cap (0 = none)
                     ARGV[12] add-ons "<id>,<units>,<credits per unit>,<per seat 0|1>,<units>;..." (units > 0 only)
                     ARGV[13] status: active | trialing | past_due   ARGV[14] anchor ms ('' = keep, or now)
@@ -51,16 +52,9 @@ local function view()
   for k, v in pairs(a.sub) do put('s.' .. k, v) end
   for k, v in pairs(a.nxt) do put('n.' .. k, v) end
   for k, v in pairs(a.per) do put('p.' .. k, v) end
-  local sums = { allowance = { 0, 0 }, addon = { 0, 0 }, trial = { 0, 0 } }
-  for _, b in pairs(a.buckets) do
-    if string.sub(b.gid, 1, 1) == '|' and sums[b.k] then
-      sums[b.k][1] = sums[b.k][1] + b.g
-      sums[b.k][2] = sums[b.k][2] + b.r
-    end
-  end
-  for kind, v in pairs(sums) do
-    put(kind .. '.g', int(v[1]))
-    put(kind .. '.r', int(v[2]))
+  for kind, v in pairs(period_buckets(a)) do
+    put(kind .. '.g', int(v.g))
+    put(kind .. '.r', int(v.r))
   end
   put('unlimited', unlimited(a) and '1' or '0')
   put('now', int(now))
@@ -78,9 +72,7 @@ if op == 'get' then
     if has_changes(a) then save_account(a) end
     return { -2 }
   end
-  local r = finish('get')
-  r[1] = 0
-  return r
+  return finish('get')
 end
 
 local s = a.sub
@@ -119,6 +111,7 @@ if op ~= 'set' then
 end
 
 local want = { plan = ARGV[5], seats = ARGV[7], cr = ARGV[8], cps = ARGV[9], unl = ARGV[10] }
+if want.seats == '' then want.seats = (s.st and s.st ~= 'ended') and s.seats or '1' end
 local cadence, cap, status, anchor_arg = ARGV[6], ARGV[11], ARGV[13], ARGV[14]
 local warn = ARGV[17]
 local trial_credits, trial_ms = tonumber(ARGV[15]), tonumber(ARGV[16])
@@ -275,7 +268,6 @@ else
   local seats_now = tonumber(s.seats)
   local list, by_id = decode_addons(s.ad), {}
   for i, ad in ipairs(list) do by_id[ad.id] = i end
-  local ad_changed = false
   for _, w in ipairs(want_ad) do
     local i = by_id[w.id]
     local cur = i and list[i]
@@ -294,9 +286,7 @@ else
       end
       cur.units = w.units
     end
-    if cur.nu ~= w.units or cur.cpu ~= w.cpu or cur.ps ~= w.ps then
-      cur.nu, cur.cpu, cur.ps = w.units, w.cpu, w.ps
-    end
+    cur.nu, cur.cpu, cur.ps = w.units, w.cpu, w.ps
   end
   local wanted = {}
   for _, w in ipairs(want_ad) do wanted[w.id] = true end
@@ -307,8 +297,7 @@ else
   for _, ad in ipairs(list) do
     if ad.units > 0 or ad.nu > 0 then kept[#kept + 1] = ad end
   end
-  if set_field(a, 's', 'ad', encode_addons(kept)) then ad_changed = true end
-  if ad_changed then note('changed') end
+  if set_field(a, 's', 'ad', encode_addons(kept)) then note('changed') end
 
   if status ~= s.st then
     set_field(a, 's', 'st', status)

@@ -405,13 +405,23 @@ local function release_due_holds(a)
   end
 end
 
+-- The subscription's live buckets this period, by kind: { allowance = { g = granted, r = left }, addon, trial }.
+local function period_buckets(a)
+  local sums = { allowance = { g = 0, r = 0 }, addon = { g = 0, r = 0 }, trial = { g = 0, r = 0 } }
+  for _, b in pairs(a.buckets) do
+    local sum = string.sub(b.gid, 1, 1) == '|' and sums[b.k]
+    if sum then
+      sum.g = sum.g + b.g
+      sum.r = sum.r + b.r
+    end
+  end
+  return sums
+end
+
 -- The credits the subscription gave this period (allowance, add-ons, trial): what warnings are measured against.
 local function period_credits(a)
-  local sum = 0
-  for _, b in pairs(a.buckets) do
-    if string.sub(b.gid, 1, 1) == '|' then sum = sum + b.g end
-  end
-  return sum
+  local sums = period_buckets(a)
+  return sums.allowance.g + sums.addon.g + sums.trial.g
 end
 
 --- @include "includes/period"
