@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { type Timestamp, timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import {
   CancelAddonRequestSchema,
@@ -31,6 +31,7 @@ import { creditService } from "../../src/service/credit-service.js";
 import { C, type TestLedger, expectConsistent, openLedger, snapshot } from "../support/ledger.js";
 import { testPricer } from "../support/pricing.js";
 import { uniquePrefix, useTestRedis } from "../support/redis.js";
+import { rejection } from "../support/rejection.js";
 
 const env = useTestRedis();
 const ctx = { signal: new AbortController().signal };
@@ -139,18 +140,6 @@ const reservePriced = (p: MessageInitShape<typeof PricedRequestSchema>, accountI
 const settleUsage = (reservationId: string, usage: MessageInitShape<typeof UsageSchema> = {}) =>
   credit.settle(create(SettleRequestSchema, { reservationId, cost: { case: "usage", value: create(UsageSchema, usage) } }), ctx);
 
-async function refusal(call: Promise<unknown>): Promise<{ code: Code; message: string; info: Record<string, unknown> | undefined }> {
-  const err = await call.then(
-    () => {
-      throw new Error("expected the call to be refused");
-    },
-    (e: unknown) => e,
-  );
-  if (!(err instanceof ConnectError)) throw err;
-  const detail = err.details[0];
-  const info = detail && "desc" in detail ? detail.value : undefined;
-  return { code: err.code, message: err.rawMessage, info: info as Record<string, unknown> | undefined };
-}
 
 /** [kind, remaining credits] of every live bucket, in draw order. */
 async function buckets(accountId = WS): Promise<Array<[string, number]>> {
@@ -211,7 +200,7 @@ describe("Perspective (funnel-builder.yaml)", () => {
 
     // Out of credits: AI generation pauses until the reset.
     await spend(40);
-    const r = await refusal(reserve(1));
+    const r = await rejection(reserve(1));
     expect(r.code).toBe(Code.ResourceExhausted);
     expect(r.info).toMatchObject({ reason: "INSUFFICIENT_CREDITS", metadata: { available_micros: "0", required_micros: String(C) } });
     setClock("2026-05-05T00:00:00Z");
@@ -277,7 +266,7 @@ describe("Perspective (funnel-builder.yaml)", () => {
   it("add-ons are refused on legacy plans (INVALID_ARGUMENT naming addons[0].addon_id), nothing changed", async () => {
     setClock("2026-03-05T00:00:00Z");
     for (const planId of ["pro", "business", "advanced", "individual", "volume", "volume-yearly"]) {
-      const r = await refusal(subscribe({ planId, addons: [{ addonId: "extra_credits", units: 1 }] }));
+      const r = await rejection(subscribe({ planId, addons: [{ addonId: "extra_credits", units: 1 }] }));
       expect(r.code).toBe(Code.InvalidArgument);
       expect(r.message).toMatch(/^addons\[0\]\.addon_id: plan [a-z-]+ has no add-on "extra_credits" \(it has none\)$/);
       expect(r.info).toMatchObject({ reason: "INVALID_FIELD", metadata: { field: "addons[0].addon_id" } });
@@ -286,7 +275,7 @@ describe("Perspective (funnel-builder.yaml)", () => {
     await subscribe({ planId: "business" });
     await spend(20);
     const before = await snapshot(env.redis, t.prefix);
-    const r = await refusal(subscribe({ planId: "business", addons: [{ addonId: "extra_credits", units: 1 }] }));
+    const r = await rejection(subscribe({ planId: "business", addons: [{ addonId: "extra_credits", units: 1 }] }));
     expect(r.info).toMatchObject({ metadata: { field: "addons[0].addon_id" } });
     expect(await snapshot(env.redis, t.prefix)).toEqual(before);
     expect((await getSub()).addons).toEqual([]);
@@ -306,7 +295,7 @@ describe("Perspective (funnel-builder.yaml)", () => {
     expect((await balance("bob")).member!.usedMicros).toBe(cr(750));
     // The pool is shared: bob takes what is left, then everyone waits for the reset.
     await spend(50, { memberId: "bob" });
-    expect((await refusal(reserve(1, { memberId: "ann" }))).info).toMatchObject({ reason: "INSUFFICIENT_CREDITS" });
+    expect((await rejection(reserve(1, { memberId: "ann" }))).info).toMatchObject({ reason: "INSUFFICIENT_CREDITS" });
     setClock("2026-04-05T00:00:00Z");
     expect((await balance("ann")).member!.usedMicros).toBe(0n);
     expect(await available()).toBe(1500);
@@ -357,7 +346,7 @@ describe("Landing-page builder (landing-page-builder.yaml)", () => {
 
     // The operation is cancelled: the error shows the balance and the credits required; nothing is held.
     const before = await snapshot(env.redis, t.prefix);
-    const r = await refusal(reservePriced({ operation: "image.generate", image: { width: 2048, height: 2048 } }));
+    const r = await rejection(reservePriced({ operation: "image.generate", image: { width: 2048, height: 2048 } }));
     expect(r.code).toBe(Code.ResourceExhausted);
     expect(r.message).toBe("insufficient credits: available 45, required 60");
     expect(r.info).toMatchObject({ reason: "INSUFFICIENT_CREDITS", metadata: { available_micros: String(45 * C), required_micros: String(60 * C) } });
@@ -468,7 +457,7 @@ describe("AI Studios (video-studio.yaml)", () => {
     expect(b.expiredMicros).toBe(cr(50)); // no rollover of the rest
     expect((await getSub()).addons).toEqual([]);
     // The add-on is gone: cancelling it again is NOT_FOUND.
-    expect(await refusal(cancelAddon("unit"))).toMatchObject({ code: Code.NotFound, info: { reason: "SUBSCRIPTION_NOT_FOUND" } });
+    expect(await rejection(cancelAddon("unit"))).toMatchObject({ code: Code.NotFound, info: { reason: "SUBSCRIPTION_NOT_FOUND" } });
     await expectConsistent(t.ledger, WS);
   });
 
@@ -486,9 +475,9 @@ describe("AI Studios (video-studio.yaml)", () => {
     expect(b.availableMicros).toBe(0n);
     expect(b.expiredMicros).toBe(cr(80)); // what was left of the allowance and the add-on
     expect(b.period?.status).toBe(SubscriptionStatus.ENDED);
-    expect((await refusal(reserve(1))).info).toMatchObject({ reason: "INSUFFICIENT_CREDITS" });
+    expect((await rejection(reserve(1))).info).toMatchObject({ reason: "INSUFFICIENT_CREDITS" });
     expect((await endSub(EndWhen.NOW)).changed).toBe(false);
-    expect(await refusal(cancelAddon("unit"))).toMatchObject({ code: Code.NotFound, info: { reason: "SUBSCRIPTION_NOT_FOUND" } });
+    expect(await rejection(cancelAddon("unit"))).toMatchObject({ code: Code.NotFound, info: { reason: "SUBSCRIPTION_NOT_FOUND" } });
     setClock("2026-05-10T00:00:00Z");
     expect(await available()).toBe(0); // nothing renews
     await expectConsistent(t.ledger, WS);
@@ -539,7 +528,7 @@ describe("AI Employee (crm-assistant.yaml)", () => {
     // Empty both: replies pause until the reset or a new pack.
     await spend(1485);
     const reply = reservePriced({ operation: "ai.reply" });
-    const r = await refusal(reply);
+    const r = await rejection(reply);
     expect(r.code).toBe(Code.ResourceExhausted);
     expect(r.info).toMatchObject({ reason: "INSUFFICIENT_CREDITS", metadata: { available_micros: "0", required_micros: String(C) } });
     await buyPack(100);
@@ -822,7 +811,7 @@ describe("workspace member caps", () => {
     const held = await reserve(15, { memberId: "ann" });
 
     const before = await snapshot(env.redis, t.prefix);
-    const r = await refusal(reserve(6, { memberId: "ann" }));
+    const r = await rejection(reserve(6, { memberId: "ann" }));
     expect(r.code).toBe(Code.ResourceExhausted);
     expect(r.info).toMatchObject({
       reason: "MEMBER_CAP_EXCEEDED",
@@ -847,7 +836,7 @@ describe("workspace member caps", () => {
     b = await balance("ann");
     expect(b.member).toMatchObject({ usedMicros: cr(80), heldMicros: 0n });
     await spend(20, { memberId: "ann" });
-    expect((await refusal(reserve(0.000001, { memberId: "ann" }))).info).toMatchObject({ reason: "MEMBER_CAP_EXCEEDED" });
+    expect((await rejection(reserve(0.000001, { memberId: "ann" }))).info).toMatchObject({ reason: "MEMBER_CAP_EXCEEDED" });
 
     // Raising the cap applies at once; the cap resets with the period.
     expect((await subscribe({ planId: "scale", seats: 5, memberCapMicros: cr(200) })).change).toBe(SubscriptionChange.UPDATED);

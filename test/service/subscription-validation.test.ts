@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { type MessageInitShape, create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import {
   CancelAddonRequestSchema,
@@ -24,6 +24,7 @@ import { creditService } from "../../src/service/credit-service.js";
 import { C, DAY, T0, type TestLedger, expectConsistent, openLedger, snapshot } from "../support/ledger.js";
 import { testPricer } from "../support/pricing.js";
 import { uniquePrefix, useTestRedis } from "../support/redis.js";
+import { rejection } from "../support/rejection.js";
 
 const env = useTestRedis();
 const ctx = { signal: new AbortController().signal };
@@ -64,18 +65,6 @@ beforeEach(async () => {
   await admin.grant(create(GrantRequestSchema, { accountId: "bare", grantId: "g-bare", amountMicros: 10n * BigInt(C), kind: BucketKind.TOPUP }), ctx);
 });
 
-async function rejection(call: Promise<unknown>): Promise<{ code: Code; message: string; info: Record<string, unknown> | undefined }> {
-  const err = await call.then(
-    () => {
-      throw new Error("expected the call to be refused");
-    },
-    (e: unknown) => e,
-  );
-  if (!(err instanceof ConnectError)) throw err;
-  const detail = err.details[0];
-  const info = detail && "desc" in detail ? detail.value : undefined;
-  return { code: err.code, message: err.rawMessage, info: info as Record<string, unknown> | undefined };
-}
 
 const MAX = 2n ** 53n - 1n;
 type SetInit = MessageInitShape<typeof SetSubscriptionRequestSchema>;

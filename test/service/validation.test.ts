@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import {
   GetReservationRequestSchema,
@@ -18,6 +18,7 @@ import { formatCredits } from "../../src/service/errors.js";
 import { C, T0, type TestLedger, openLedger, snapshot } from "../support/ledger.js";
 import { testPricer } from "../support/pricing.js";
 import { useTestRedis } from "../support/redis.js";
+import { rejection } from "../support/rejection.js";
 
 const env = useTestRedis();
 let t: TestLedger;
@@ -37,16 +38,6 @@ beforeEach(async () => {
   await credit.reserve(create(ReserveRequestSchema, { accountId: "acme", requestId: "r-0", cost: { case: "amountMicros", value: 5n * BigInt(C) } }), ctx);
 });
 
-async function rejection(call: Promise<unknown>): Promise<{ code: Code; message: string; info: Record<string, unknown> | undefined }> {
-  const err = await call.then(
-    () => { throw new Error("expected the call to be refused"); },
-    (e: unknown) => e,
-  );
-  if (!(err instanceof ConnectError)) throw err;
-  const detail = err.details[0];
-  const info = detail && "desc" in detail ? detail.value : undefined;
-  return { code: err.code, message: err.rawMessage, info: info as Record<string, unknown> | undefined };
-}
 
 const MAX = 2n ** 53n - 1n;
 const reserveBase = { accountId: "acme", requestId: "r-1", cost: { case: "amountMicros" as const, value: 5_000_000n }, ttlSeconds: 60 };
