@@ -6,6 +6,10 @@
 //       [--a-env=NAME=value,…] [--b-env=NAME=value,…] [--ops=reserve,settle,noop] [--rate=800 | --conc=32]
 //       [--seconds=4] [--rounds=6]
 //
+// ops: reserve, settle (of what the reserve round held), noop (Health/Check), catalog (CreditService/GetCatalog,
+// a no-op through creditd's own binding), chat (a priced Reserve of a 51-message chat whose first 50 messages each
+// build counted before) and chat1 (a priced Reserve of one new message).
+//
 // An experiment build is a copy of dist/ with a change (keep it under bench/results/, which is git-ignored, so that
 // its imports resolve to this repository's node_modules).
 import { median } from "./lib/measure.mjs";
@@ -30,10 +34,26 @@ try {
   const run = (srv, stream) => loadgen.run({ port: srv.grpcPort, pids: { creditd: srv.pid }, streams: [stream] });
   await run(builds.A, { name: "grant", op: { kind: "grant", accountPrefix: "acct-", idPrefix: "g", amount: 1e14 }, count: 1000, concurrency: 32 });
   let seq = 0;
-  const opOf = (op, id) => ({ reserve: { kind: "reserve", ...ACCT, idPrefix: id }, settle: { kind: "settle", ...ACCT, idPrefix: id }, noop: { kind: "health" } })[op];
+  const CHATS = 200; // conversations, repeated: after priming, every message but the last is in the count cache
+  const opOf = (op, id) =>
+    ({
+      reserve: { kind: "reserve", ...ACCT, idPrefix: id },
+      settle: { kind: "settle", ...ACCT, idPrefix: id },
+      noop: { kind: "health" },
+      catalog: { kind: "catalog" },
+      chat: { kind: "chat", ...ACCT, model: "gpt-4o-mini", messages: 51, convModulo: CHATS, idPrefix: `${id}c` },
+      chat1: { kind: "chat", ...ACCT, model: "gpt-4o-mini", one: true, idPrefix: `${id}o`, convOffset: 1_000_000 + seq * 100_000 },
+    })[op];
+  for (const op of ops) if (!opOf(op, "x")) throw new Error(`unknown op ${op}`);
   for (const srv of Object.values(builds)) {
     const id = `w${++seq}`;
     for (const op of ["reserve", "settle", "noop"]) await run(srv, { name: "warm", op: opOf(op, id), count: 3000, concurrency: 16 });
+    if (ops.includes("catalog")) await run(srv, { name: "warm", op: opOf("catalog", id), count: 3000, concurrency: 16 });
+    if (ops.includes("chat") || ops.includes("chat1")) {
+      // The history of every conversation, counted once by this build (the cache is per process and per account).
+      await run(srv, { name: "prime", op: { kind: "chat", ...ACCT, model: "gpt-4o-mini", messages: 50, idPrefix: `${id}p` }, count: CHATS, concurrency: 4 });
+      for (const op of ["chat", "chat1"]) await run(srv, { name: "warm", op: opOf(op, id), count: 300, concurrency: 4 });
+    }
   }
   const res = { A: {}, B: {} };
   for (let r = 0; r < rounds; r++) {

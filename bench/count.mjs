@@ -4,12 +4,18 @@
 // has not seen (its cache would otherwise answer); within a round the two count each text back to back, alternating
 // which goes first, and the median round is kept.
 // Prints JSON.
+//
+//   npm run build && node bench/count.mjs [--quick] [--dist=path/to/dist]
 import { performance } from "node:perf_hooks";
 import { get_encoding } from "tiktoken";
-import { Meter } from "../dist/metering/index.js";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { prose } from "./lib/texts.mjs";
 
 const quick = process.argv.includes("--quick");
+// --dist=path: another build's dist/ (an experiment, see ab.mjs)
+const dist = process.argv.find((a) => a.startsWith("--dist="))?.slice(7);
+const { Meter } = await import(dist ? pathToFileURL(resolve(dist, "metering/index.js")).href : "../dist/metering/index.js");
 const ROUNDS = quick ? 1 : 5;
 const CASES = [
   { name: "4 KiB prompts (inline)", bytes: 4 * 1024, texts: quick ? 40 : 200 },

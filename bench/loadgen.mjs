@@ -19,6 +19,7 @@ import { chatMessages, prose } from "./lib/texts.mjs";
 
 const PATH = {
   health: "/grpc.health.v1.Health/Check",
+  catalog: "/creditd.v1.CreditService/GetCatalog",
   reserve: "/creditd.v1.CreditService/Reserve",
   settle: "/creditd.v1.CreditService/Settle",
   grant: "/creditd.v1.AdminService/Grant",
@@ -85,6 +86,9 @@ function callsOf(op, i) {
   switch (op.kind) {
     case "health":
       return [[PATH.health, EMPTY]];
+    case "catalog":
+      // creditd's own no-op: an empty GetCatalogRequest through its binding, instrument (a log line) and protobuf-es.
+      return [[PATH.catalog, EMPTY]];
     case "reserve":
       return [[PATH.reserve, reserveFrame(op, i)]];
     case "settle":

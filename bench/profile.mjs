@@ -2,7 +2,8 @@
 // drives it from the load generator process, stops it (the profile is written on exit) and prints the functions
 // with the most self time, self time by package, and the inclusive time of the main stages.
 //
-//   npm run build && node bench/profile.mjs [--op=cycle|reserve|settle|health|chat|big] [--seconds=15] [--conc=32]
+//   npm run build && node bench/profile.mjs [--op=cycle|reserve|settle|health|catalog|chat|big] [--seconds=15] [--conc=32]
+//       [--main=path/to/main.js]
 //
 // The profile is kept as bench/results/creditd-<op>.cpuprofile (open it in Chrome DevTools → Performance, or
 // speedscope) with the summary next to it in creditd-<op>.txt.
@@ -22,6 +23,7 @@ try {
   const profDir = join(runDir, "prof");
   const creditd = await startCreditd({
     redisUrl: redis.url,
+    ...(arg("main") ? { main: arg("main") } : {}),
     nodeArgs: ["--cpu-prof", "--cpu-prof-dir", profDir, "--cpu-prof-interval", "250"],
   });
   const loadgen = startLoadgen();
@@ -34,6 +36,7 @@ try {
       cycle: { kind: "cycle", ...ACCT, idPrefix: id },
       reserve: { kind: "reserve", ...ACCT, idPrefix: id },
       health: { kind: "health" },
+      catalog: { kind: "catalog" },
       // 200 conversations of 50 turns + 1 new message, repeated: after the first pass every message is cached, so
       // the profile shows what a Reserve of a long, already-counted chat costs besides counting.
       chat: { kind: "chat", ...ACCT, messages: 51, convModulo: 200, idPrefix: id },

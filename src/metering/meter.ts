@@ -2,10 +2,11 @@
 //
 // - Size limit first: a text (or a chat's strings, summed) over maxInputBytes UTF-8 bytes is refused with a
 //   TextTooLargeError naming the field, before anything is hashed or tokenized.
-// - Cache: every string is counted on its own and its count is kept in a bounded LRU keyed by
-//   sha256(scope, encoding, text). Only the hash and the count are kept, never the text. A chat is counted per
+// - Cache: every string is counted on its own and its count is kept in a bounded LRU keyed by the string's sha256
+//   with the encoding and the scope. Only the hash and the count are kept, never the text. A chat is counted per
 //   message, so a conversation whose history was seen before costs only its new messages; a repeated system prompt
-//   costs one hash.
+//   costs one hash. The hashes are handed back with the count (MeterCount.digests), so a caller that needs to
+//   identify the request (the idempotency fingerprint) does not hash the text again.
 // - Inline or worker: when the strings missing from the cache add up to at most inlineMaxBytes, they are counted on
 //   the calling thread (16 KiB is ~3 ms); above that they are counted on a piscina pool of worker threads
 //   (1 ≤ threads ≤ cores - 1) with a bounded queue, so the event loop stays free. Identical strings already being
@@ -13,7 +14,7 @@
 //
 // Hashing stays on the calling thread (sha256 runs at ~650 MB/s here: 6 ms for 4 MB), as do the size check and the
 // chat validation, which are linear and cheap.
-import { createHash } from "node:crypto";
+import * as crypto from "node:crypto";
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -39,7 +40,7 @@ export interface MeterOptions {
   readonly inlineMaxBytes?: number;
   /** Larger inputs are refused with TextTooLargeError before any counting. Default 4 MiB. */
   readonly maxInputBytes?: number;
-  /** Capacity of the count cache (entries: a hash and a number each, ~200 bytes); 0 disables it. Default 50,000. */
+  /** Capacity of the count cache (entries: a hash, the scope and a number each, ~200 bytes plus the scope); 0 disables it. Default 50,000. */
   readonly cacheEntries?: number;
   /** Worker threads, clamped to 1..max(1, cores - 1). Default cores - 1 (at least 1). */
   readonly workers?: number;
@@ -60,7 +61,21 @@ export interface CountOptions {
 export interface MeterCount extends TokenCount {
   /** nothing had to be tokenized: every string's count came from the cache (or there was nothing to count) */
   readonly cached: boolean;
+  /**
+   * digestOf() of every non-empty string that was counted (the text; a chat's contents, names, tool lines), keyed
+   * by the string itself: what identifies the input without hashing it again. The texts are the caller's own.
+   */
+  readonly digests: ReadonlyMap<string, string>;
 }
+
+/**
+ * SHA-256 of a string's UTF-8 bytes (or of bytes), base64url (43 characters): the Meter's hash of every string it
+ * counts. crypto.hash (Node ≥ 20.12) hashes in one call, without a Hash object and a call per update.
+ */
+export const digestOf: (data: string | Uint8Array) => string =
+  typeof crypto.hash === "function"
+    ? (data) => crypto.hash("sha256", data, "base64url")
+    : (data) => crypto.createHash("sha256").update(data).digest("base64url");
 
 export interface MeterStats {
   /** strings tokenized (cache misses actually counted), inline and on workers */
@@ -99,6 +114,7 @@ function intOption(name: string, value: number | undefined, fallback: number, mi
 }
 
 interface Miss {
+  /** the cache key: the text's digest, the encoding and the scope */
   readonly key: string;
   readonly text: string;
   readonly bytes: number;
@@ -156,7 +172,7 @@ export class Meter {
     const bytes = Buffer.byteLength(text, "utf8");
     if (bytes > this.maxInputBytes) throw new TextTooLargeError(field, bytes, this.maxInputBytes);
     const r = await this.#countStrings([text], [bytes], spec.encoding, options.scope);
-    return { ...finishCount(r, spec), cached: r.cached };
+    return { ...finishCount(r, spec), cached: r.cached, digests: r.digests };
   }
 
   /**
@@ -179,7 +195,7 @@ export class Meter {
     if (bytes > this.maxInputBytes) throw new TextTooLargeError(field, bytes, this.maxInputBytes);
     const r = await this.#countStrings(plan.texts, sizes, spec.encoding, options.scope);
     const raw = { tokens: r.tokens + plan.overhead + roleTokens(plan, spec.encoding), approximate: r.approximate || plan.approximate };
-    return { ...finishCount(raw, spec), cached: r.cached };
+    return { ...finishCount(raw, spec), cached: r.cached, digests: r.digests };
   }
 
   /** Counters since construction (for tests and metrics). */
@@ -210,14 +226,9 @@ export class Meter {
     return this.#pool;
   }
 
-  #key(scope: string | undefined, encoding: Encoding, text: string): string {
-    return createHash("sha256")
-      .update(scope ?? "")
-      .update("\0")
-      .update(encoding)
-      .update("\0")
-      .update(text, "utf8")
-      .digest("base64url");
+  /** The cache key of a string: its digest, the encoding and the scope. */
+  #key(digest: string, encoding: Encoding, scope: string | undefined): string {
+    return `${digest}\0${encoding}\0${scope ?? ""}`;
   }
 
   async #countStrings(
@@ -225,7 +236,7 @@ export class Meter {
     sizes: readonly number[],
     encoding: Encoding,
     scope: string | undefined,
-  ): Promise<{ tokens: number; approximate: boolean; cached: boolean }> {
+  ): Promise<{ tokens: number; approximate: boolean; cached: boolean; digests: Map<string, string> }> {
     let tokens = 0;
     let approximate = false;
     const add = (packed: number) => {
@@ -235,10 +246,16 @@ export class Meter {
     };
     const misses = new Map<string, Miss>(); // unique by key
     const missKeys: string[] = []; // one per occurrence
+    const digests = new Map<string, string>();
     for (let i = 0; i < texts.length; i++) {
       const text = texts[i]!;
       if (text.length === 0) continue;
-      const key = this.#key(scope, encoding, text);
+      let digest = digests.get(text);
+      if (digest === undefined) {
+        digest = digestOf(text);
+        digests.set(text, digest);
+      }
+      const key = this.#key(digest, encoding, scope);
       const hit = this.#cache?.get(key);
       if (hit !== undefined) {
         this.#stats.cacheHits++;
@@ -249,7 +266,7 @@ export class Meter {
       missKeys.push(key);
       if (!misses.has(key)) misses.set(key, { key, text, bytes: sizes[i]! });
     }
-    if (missKeys.length === 0) return { tokens, approximate, cached: true };
+    if (missKeys.length === 0) return { tokens, approximate, cached: true, digests };
 
     const counted = new Map<string, number>();
     const waits: Promise<void>[] = [];
@@ -273,7 +290,7 @@ export class Meter {
     }
     await Promise.all(waits);
     for (const key of missKeys) add(counted.get(key)!);
-    return { tokens, approximate, cached: false };
+    return { tokens, approximate, cached: false, digests };
   }
 
   #countInline(miss: Miss, encoding: Encoding): number {

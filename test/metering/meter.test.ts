@@ -1,10 +1,11 @@
 // The Meter: worker path, event-loop responsiveness under concurrency, the per-message cache, the size limit, the
 // bounded queue.
+import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { afterAll, describe, expect, it } from "vitest";
 import { MeterClosedError, MeterOverloadedError, TextTooLargeError } from "../../src/metering/errors.js";
-import { Meter } from "../../src/metering/meter.js";
+import { Meter, digestOf } from "../../src/metering/meter.js";
 import { countRaw } from "../../src/metering/tokenizer.js";
 import { english, mixed } from "./texts.js";
 
@@ -19,7 +20,7 @@ describe("worker path", () => {
     for (const encoding of ["o200k_base", "cl100k_base"] as const) {
       const text = mixed(220 * 1024, encoding === "o200k_base" ? 101 : 102);
       const r = await meter.countText("input.text", text, { encoding });
-      expect(r).toEqual({ tokens: countRaw(text, encoding).tokens, estimated: false, tokenizer: encoding, cached: false });
+      expect(r).toMatchObject({ tokens: countRaw(text, encoding).tokens, estimated: false, tokenizer: encoding, cached: false });
     }
     const after = meter.stats();
     expect(after.workerTexts - before.workerTexts).toBe(2);
@@ -131,6 +132,27 @@ describe("cache", () => {
     const again = await meter.countChat("input.messages", next, undefined, O200K, { scope: "acme" });
     expect(again).toEqual({ ...second, cached: true });
     expect(meter.stats().tokenizedTexts).toBe(after.tokenizedTexts);
+  });
+
+  it("hands back the SHA-256 of every string it counted, cached or not, whatever the scope and encoding", async () => {
+    const sha = (t: string) => createHash("sha256").update(t, "utf8").digest("base64url");
+    const text = `Digest me: ${mixed(3000, 77)}`;
+    for (const [scope, encoding] of [["a", "o200k_base"], ["a", "o200k_base"], ["b", "cl100k_base"]] as const) {
+      const r = await meter.countText("t", text, { encoding }, { scope });
+      expect([...r.digests]).toEqual([[text, sha(text)]]);
+    }
+    expect((await meter.countText("t", "", O200K)).digests.size).toBe(0);
+
+    const messages = [
+      { role: "system", content: "Be brief." },
+      { role: "user", content: "Hello there", name: "ana" },
+      { role: "user", content: "Be brief." }, // the same string twice: one entry
+      { role: "assistant", content: "" },
+    ];
+    const r = await meter.countChat("input.messages", messages, undefined, O200K, { scope: "a" });
+    expect(new Map(r.digests)).toEqual(new Map(["Be brief.", "Hello there", "ana"].map((t) => [t, sha(t)])));
+    expect(digestOf("Hello there")).toBe(sha("Hello there"));
+    expect(digestOf(Buffer.from("Hello there"))).toBe(sha("Hello there"));
   });
 
   it("keeps scopes apart and encodings apart", async () => {
