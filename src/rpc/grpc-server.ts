@@ -2,7 +2,7 @@
 // (so grpcurl works without .proto files) and the standard health service.
 import { type DescFile, type DescMethod, type DescService, type Message, create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, anyPack } from "@bufbuild/protobuf/wkt";
-import type { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   Metadata,
   Server,
@@ -10,6 +10,7 @@ import {
   type MethodDefinition,
   type ServerOptions,
   type ServerUnaryCall,
+  type ServerWritableStream,
   type ServiceDefinition,
   type StatusObject,
   type UntypedServiceImplementation,
@@ -22,7 +23,15 @@ import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_p
 import { StatusSchema, file_google_rpc_status } from "../gen/google/rpc/status_pb.js";
 import { toWireError } from "./errors.js";
 import { HEALTH_FILE_DESCRIPTOR } from "./health-descriptor.js";
-import { type ServiceBinding, type UnaryHandler, handlerOf, rpcName } from "./types.js";
+import { ABORTED, abortedError, nextOrAborted, shuttingDown, stopIterator } from "./stream.js";
+import {
+  type ServerStreamingHandler,
+  type ServiceBinding,
+  type UnaryHandler,
+  handlerOf,
+  rpcName,
+  streamingHandlerOf,
+} from "./types.js";
 
 /** Largest request or response message accepted, both directions (the gRPC default is 4 MiB in). */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -49,7 +58,10 @@ export interface GrpcServerHandle {
     /** SERVING or NOT_SERVING for "" and every bound service. */
     setServing(serving: boolean): void;
   };
-  /** Graceful stop: refuse new calls, wait for in-flight ones up to timeoutMs, then cut them off. */
+  /**
+   * Graceful stop: refuse new calls, end open server streams at once (UNAVAILABLE "server shutting down"), wait
+   * for in-flight unary calls up to timeoutMs, then cut them off.
+   */
   shutdown(timeoutMs: number): Promise<void>;
 }
 
@@ -69,20 +81,20 @@ function asBuffer(bytes: Uint8Array): Buffer {
 
 /**
  * A grpc-js ServiceDefinition for a protobuf-es service: the same paths and wire format as
- * protoc-generated code, without any .proto loading. Unary methods only (others are left out,
- * so grpc-js answers UNIMPLEMENTED for them). It carries client (de)serializers too, so it can
- * also feed makeGenericClientConstructor.
+ * protoc-generated code, without any .proto loading. Unary and server-streaming methods only
+ * (others are left out, so grpc-js answers UNIMPLEMENTED for them). It carries client
+ * (de)serializers too, so it can also feed makeGenericClientConstructor.
  */
 export function grpcServiceDefinition(service: DescService): ServiceDefinition {
   const def: Record<string, MethodDefinition<Message, Message>> = {};
   for (const method of service.methods) {
-    if (method.methodKind !== "unary") {
+    if (method.methodKind !== "unary" && method.methodKind !== "server_streaming") {
       continue;
     }
     def[method.name] = {
       path: `/${service.typeName}/${method.name}`,
       requestStream: false,
-      responseStream: false,
+      responseStream: method.methodKind === "server_streaming",
       requestSerialize: (msg) => asBuffer(toBinary(method.input, msg)),
       requestDeserialize: (buf) => fromBinary(method.input, buf),
       responseSerialize: (msg) => asBuffer(toBinary(method.output, msg)),
@@ -162,6 +174,111 @@ function unaryCall(
   };
 }
 
+/** The open server streams of one server, and whether it is shutting down (new streams then end at once). */
+interface Streams {
+  live: Set<AbortController>;
+  draining: boolean;
+}
+
+/** Why grpc-js cancelled a call: its deadline passed, or the client (or its connection) went away. */
+function cancelReason(call: ServerWritableStream<Message, Message>): ConnectError {
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(ms) && ms <= Date.now()
+    ? new ConnectError("deadline exceeded", Code.DeadlineExceeded)
+    : new ConnectError("cancelled by the client", Code.Canceled);
+}
+
+/**
+ * Resolves once the stream can take more (grpc-js buffers up to its high-water mark, 16 messages, then waits on
+ * HTTP/2 flow control), or once writing is pointless: the call was cancelled (the stream is destroyed and emits
+ * 'close') or its signal aborted.
+ */
+function writable(call: ServerWritableStream<Message, Message>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off("drain", done);
+      call.off("close", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    call.on("drain", done);
+    call.on("close", done);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function serverStreamingCall(
+  method: DescMethod,
+  handler: ServerStreamingHandler,
+  logger: Logger,
+  streams: Streams,
+): (call: ServerWritableStream<Message, Message>) => void {
+  const rpc = rpcName(method);
+  return (call) => {
+    const abort = new AbortController();
+    // "cancelled": the client cancelled, the deadline passed, or the connection went away (grpc-js then
+    // destroys the stream, so there is no one left to send a status to).
+    const onCancelled = (): void => abort.abort(cancelReason(call));
+    call.once("cancelled", onCancelled);
+    if (streams.draining) {
+      abort.abort(shuttingDown());
+    }
+    streams.live.add(abort);
+    void pump(call, handler, abort.signal, rpc, logger).finally(() => {
+      streams.live.delete(abort);
+      call.off("cancelled", onCancelled);
+    });
+  };
+}
+
+/** Writes what the handler yields, respecting backpressure, then ends the call with OK or the error's status. */
+async function pump(
+  call: ServerWritableStream<Message, Message>,
+  handler: ServerStreamingHandler,
+  signal: AbortSignal,
+  rpc: string,
+  logger: Logger,
+): Promise<void> {
+  let it: AsyncIterator<Message> | undefined;
+  let failure: ConnectError | undefined;
+  try {
+    if (!signal.aborted) {
+      it = handler(call.request, { signal })[Symbol.asyncIterator]();
+      for (;;) {
+        const r = await nextOrAborted(it, signal);
+        if (r === ABORTED || r.done === true || signal.aborted) {
+          break;
+        }
+        if (!call.write(r.value)) {
+          await writable(call, signal);
+        }
+      }
+    }
+  } catch (thrown) {
+    failure = toWireError(thrown);
+    if (failure !== thrown && !signal.aborted) {
+      // Only reachable with a binding that did not go through instrument().
+      logger.error({ rpc, err: thrown }, "handler threw a non-ConnectError");
+    }
+  } finally {
+    // Done or failed: return() is a no-op. Aborted: the handler stops at its next yield.
+    stopIterator(it);
+  }
+  if (call.cancelled || call.destroyed) {
+    return; // cancelled: nobody to tell
+  }
+  // An aborted stream ends with the reason, however the handler ended (see ServerStreamingHandler).
+  const err = signal.aborted ? abortedError(signal) : failure;
+  if (err === undefined) {
+    call.end(); // status OK once the buffered messages are written
+  } else {
+    // grpc-js's own 'error' listener turns this status (code, details, trailers) into the call's status, sent
+    // after the buffered messages.
+    call.emit("error", grpcStatusOf(err));
+  }
+}
+
 /** The given files with every file they import, each once. */
 function withDependencies(roots: readonly DescFile[]): DescFile[] {
   const seen = new Map<string, DescFile>();
@@ -218,15 +335,19 @@ function bind(server: Server, addr: string): Promise<number> {
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerHandle> {
   const { addr, bindings, logger } = options;
   const server = new Server({ ...DEFAULT_SERVER_OPTIONS, ...options.serverOptions });
+  const streams: Streams = { live: new Set(), draining: false };
 
   for (const binding of bindings) {
     const implementation: UntypedServiceImplementation = {};
     for (const method of binding.service.methods) {
-      const handler = handlerOf(binding, method);
-      if (method.methodKind !== "unary") {
-        logger.warn({ rpc: rpcName(method) }, "streaming RPC not served over gRPC");
-      } else if (handler !== undefined) {
-        implementation[method.name] = unaryCall(method, handler, logger);
+      const unary = handlerOf(binding, method);
+      const streaming = streamingHandlerOf(binding, method);
+      if (unary !== undefined) {
+        implementation[method.name] = unaryCall(method, unary, logger);
+      } else if (streaming !== undefined) {
+        implementation[method.name] = serverStreamingCall(method, streaming, logger, streams);
+      } else if (method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming") {
+        logger.warn({ rpc: rpcName(method) }, "client and bidi streaming RPCs are not served");
       } // else: grpc-js installs its UNIMPLEMENTED handler
     }
     server.addService(grpcServiceDefinition(binding.service), implementation);
@@ -254,6 +375,11 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       },
     },
     shutdown(timeoutMs) {
+      // A stream (WatchEvents) may never finish by itself: end them all now, so the wait below is for unary calls.
+      streams.draining = true;
+      for (const abort of streams.live) {
+        abort.abort(shuttingDown());
+      }
       return new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           logger.warn({ timeoutMs }, "grpc calls still running at shutdown deadline; cancelling them");

@@ -1,5 +1,6 @@
 // The HTTP/1.1 edge: the same bindings as the gRPC edge, served with the Connect protocol
-// (unary POST with application/json or application/proto), so plain curl/fetch can call them:
+// (unary POST with application/json or application/proto; server streams as Connect's enveloped
+// application/connect+json or +proto), so plain curl/fetch can call the unary ones:
 //   curl -H 'Content-Type: application/json' -d '{"accountId":"acme"}' \
 //     http://127.0.0.1:8080/creditd.v1.CreditService/GetBalance
 //
@@ -19,11 +20,19 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { DescService, Message } from "@bufbuild/protobuf";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ConnectError, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { toWireError } from "./errors.js";
-import { type ServiceBinding, type UnaryHandler, handlerOf, rpcName } from "./types.js";
+import { ABORTED, abortedError, linkedController, nextOrAborted, shuttingDown, stopIterator } from "./stream.js";
+import {
+  type ServerStreamingHandler,
+  type ServiceBinding,
+  type UnaryHandler,
+  handlerOf,
+  rpcName,
+  streamingHandlerOf,
+} from "./types.js";
 
 /** Largest request or response message accepted (same limit as the gRPC edge). */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -40,9 +49,10 @@ export interface HttpServerHandle {
   /** The bound port (the real one when addr asked for port 0). */
   port: number;
   /**
-   * Stops accepting connections, lets in-flight requests finish for up to timeoutMs and closes
-   * keep-alive connections as they go idle; at the deadline it aborts the handlers' signals and
-   * destroys whatever connections remain. Resolves when every connection is closed.
+   * Stops accepting connections, ends open server streams at once (UNAVAILABLE "server shutting
+   * down"), lets in-flight requests finish for up to timeoutMs and closes keep-alive connections as
+   * they go idle; at the deadline it aborts the handlers' signals and destroys whatever connections
+   * remain. Resolves when every connection is closed.
    */
   close(timeoutMs: number): Promise<void>;
 }
@@ -60,12 +70,67 @@ export function parseAddr(addr: string): { host: string | undefined; port: numbe
 }
 
 type ConnectUnaryImpl = (req: Message, ctx: HandlerContext) => Promise<Message>;
+type ConnectStreamingImpl = (req: Message, ctx: HandlerContext) => AsyncIterable<Message>;
 
-function connectImpl(binding: ServiceBinding, logger: Logger): Partial<ServiceImpl<DescService>> {
-  const impl: Record<string, ConnectUnaryImpl> = {};
+/**
+ * A server-streaming handler as a connect ServiceImpl method. Connect pulls the next message once the previous
+ * one is written to the socket (connect-node awaits 'drain'), so a slow client backpressures the handler. The
+ * handler's signal aborts with the client (connect's ctx.signal: connection closed, deadline) and when close()
+ * begins (`streams`); the stream then ends with the signal's reason, so a shutdown reaches the client as an
+ * UNAVAILABLE end-of-stream message rather than a truncated body.
+ */
+function connectStreamingImpl(
+  rpc: string,
+  handler: ServerStreamingHandler,
+  streams: AbortSignal,
+  logger: Logger,
+): ConnectStreamingImpl {
+  return async function* (req, ctx) {
+    const { controller, dispose } = linkedController([ctx.signal, streams]);
+    const signal = controller.signal;
+    let it: AsyncIterator<Message> | undefined;
+    let failure: ConnectError | undefined;
+    try {
+      if (!signal.aborted) {
+        it = handler(req, { signal })[Symbol.asyncIterator]();
+        for (;;) {
+          const r = await nextOrAborted(it, signal);
+          if (r === ABORTED || r.done === true || signal.aborted) {
+            break;
+          }
+          yield r.value;
+        }
+      }
+    } catch (thrown) {
+      failure = toWireError(thrown);
+      if (failure !== thrown && !signal.aborted) {
+        // As for unary: only reachable with a binding that did not go through instrument().
+        logger.error({ rpc, err: thrown }, "handler threw a non-ConnectError");
+      }
+    } finally {
+      // Also reached when connect stops reading (the client went away): the handler stops at its next yield.
+      dispose();
+      stopIterator(it);
+    }
+    if (signal.aborted) {
+      throw abortedError(signal);
+    }
+    if (failure !== undefined) {
+      throw failure;
+    }
+  };
+}
+
+function connectImpl(binding: ServiceBinding, logger: Logger, streams: AbortSignal): Partial<ServiceImpl<DescService>> {
+  const impl: Record<string, ConnectUnaryImpl | ConnectStreamingImpl> = {};
   for (const method of binding.service.methods) {
+    const streaming = streamingHandlerOf(binding, method);
+    if (streaming !== undefined) {
+      impl[method.localName] = connectStreamingImpl(rpcName(method), streaming, streams, logger);
+      continue;
+    }
     const handler: UnaryHandler | undefined = handlerOf(binding, method);
-    if (method.methodKind !== "unary" || handler === undefined) {
+    if (handler === undefined) {
       continue; // the router answers unimplemented for methods left out
     }
     const rpc = rpcName(method);
@@ -95,6 +160,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const { host, port: wantPort } = parseAddr(addr);
   // Aborted only when close() runs out of time: it aborts every in-flight handler's ctx.signal.
   const shutdown = new AbortController();
+  // Aborted as soon as close() begins: a server stream (WatchEvents) may never end by itself, so none may hold it up.
+  const streams = new AbortController();
 
   const handler = connectNodeAdapter({
     // Connect protocol only: gRPC clients use the gRPC edge, and gRPC-web has no user here.
@@ -109,7 +176,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     jsonOptions: { alwaysEmitImplicit: true },
     routes(router) {
       for (const binding of bindings) {
-        router.service(binding.service, connectImpl(binding, logger));
+        router.service(binding.service, connectImpl(binding, logger, streams.signal));
       }
     },
   });
@@ -156,6 +223,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     close(timeoutMs) {
       closing ??= new Promise<void>((resolve) => {
         draining = true;
+        streams.abort(shuttingDown());
         inFlight.forEach(noKeepAlive);
         const timer = setTimeout(() => {
           logger.warn({ timeoutMs, inFlight: inFlight.size }, "http requests still running at shutdown deadline; aborting them");
