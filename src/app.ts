@@ -2,6 +2,10 @@ import type { Logger } from "pino";
 import type { Config } from "./config/settings.js";
 import { AdminService } from "./gen/creditd/v1/admin_service_pb.js";
 import { CreditService } from "./gen/creditd/v1/credit_service_pb.js";
+import { EventService } from "./gen/creditd/v1/event_service_pb.js";
+import { EventHub } from "./events/hub.js";
+import { WebhookDispatcher, loadWebhookScripts } from "./events/webhooks.js";
+import { UsageService } from "./gen/creditd/v1/usage_service_pb.js";
 import type { Clock } from "./ledger/clock.js";
 import { Ledger } from "./ledger/ledger.js";
 import { Sweeper } from "./ledger/sweeper.js";
@@ -15,7 +19,9 @@ import { CatalogRegistry } from "./pricing/registry.js";
 import { CatalogStore } from "./pricing/store.js";
 import { adminService } from "./service/admin-service.js";
 import { creditService } from "./service/credit-service.js";
+import { eventService } from "./service/event-service.js";
 import { Pricer } from "./service/pricing.js";
+import { usageService } from "./service/usage-service.js";
 
 export type AppConfig = Pick<
   Config,
@@ -33,12 +39,20 @@ export type AppConfig = Pick<
   | "countInlineMaxBytes"
   | "countWorkers"
   | "countCacheEntries"
->;
+> &
+  // Optional so embedders (and tests) that predate them keep their defaults: keep all, 400 days.
+  Partial<Pick<Config, "ledgerRetentionDays" | "usageSummaryDays">> &
+  // Webhooks are off unless webhookUrl and webhookSecret are given.
+  Partial<
+    Pick<Config, "webhookUrl" | "webhookSecret" | "webhookMaxAttempts" | "webhookTimeoutMs" | "webhookBackoffMs">
+  >;
 
 export interface App {
   ledger: Ledger;
   catalogs: CatalogStore;
   meter: Meter;
+  /** Live events (WatchEvents); one subscription for the process while anyone watches. */
+  events: EventHub;
   grpcPort: number;
   httpPort: number;
   /** NOT_SERVING, then in-flight calls finish (bounded by shutdownTimeoutSeconds), then the servers close. */
@@ -46,7 +60,13 @@ export interface App {
 }
 
 /** The service bindings both edges serve: one implementation per RPC, instrumented once. */
-export function bindings(ledger: Ledger, pricer: Pricer, config: AppConfig, logger: Logger): ServiceBinding[] {
+export function bindings(
+  ledger: Ledger,
+  pricer: Pricer,
+  config: AppConfig,
+  logger: Logger,
+  events: EventHub,
+): ServiceBinding[] {
   return [
     instrument(
       {
@@ -61,6 +81,8 @@ export function bindings(ledger: Ledger, pricer: Pricer, config: AppConfig, logg
       logger,
     ),
     instrument({ service: AdminService, handlers: adminService({ ledger, catalog: () => pricer.catalog }) }, logger),
+    instrument({ service: EventService, handlers: eventService({ hub: events }) }, logger),
+    instrument({ service: UsageService, handlers: usageService({ ledger }) }, logger),
   ];
 }
 
@@ -79,9 +101,12 @@ export async function startApp(opts: {
     keyPrefix: config.keyPrefix,
     retentionMs: config.idempotencyTtlSeconds * 1000,
     ledgerMaxEntries: config.ledgerMaxEntries,
+    ledgerRetentionMs: (config.ledgerRetentionDays ?? 0) * 86_400_000,
+    ...(config.usageSummaryDays !== undefined ? { usageSummaryDays: config.usageSummaryDays } : {}),
     ...(opts.clock ? { clock: opts.clock } : {}),
   });
   await ledger.loadScripts();
+  await loadWebhookScripts(redis);
 
   // A bad catalog at start stops the start (CatalogError names the bad entries); later reloads keep the old one.
   const catalogs = new CatalogStore({ ...(config.catalog ? { path: config.catalog } : {}), logger });
@@ -101,7 +126,8 @@ export async function startApp(opts: {
   await registry.publish(catalogs.current);
   const stopWatching = config.catalog ? catalogs.watch() : () => {};
 
-  const served = bindings(ledger, pricer, config, logger);
+  const events = new EventHub(redis, { keys: ledger.keys, logger });
+  const served = bindings(ledger, pricer, config, logger, events);
   let grpc: GrpcServerHandle | undefined;
   let http: HttpServerHandle | undefined;
   try {
@@ -117,8 +143,7 @@ export async function startApp(opts: {
   let stopping = false;
   const onDown = () => health.setServing(false);
   const onReady = () => {
-    ledger
-      .loadScripts()
+    Promise.all([ledger.loadScripts(), loadWebhookScripts(redis)])
       .then(() => {
         if (!stopping) health.setServing(true);
       })
@@ -135,12 +160,29 @@ export async function startApp(opts: {
   });
   sweeper.start();
 
+  const webhooks =
+    config.webhookUrl && config.webhookSecret
+      ? new WebhookDispatcher(redis, {
+          url: config.webhookUrl,
+          secret: config.webhookSecret,
+          keyPrefix: config.keyPrefix,
+          maxAttempts: config.webhookMaxAttempts ?? 8,
+          timeoutMs: config.webhookTimeoutMs ?? 5000,
+          backoffMs: config.webhookBackoffMs ?? 1000,
+          // Dead letters are capped like the events stream they come from.
+          deadLetterMaxLen: config.ledgerMaxEntries,
+          logger,
+        })
+      : undefined;
+  await webhooks?.start();
+
   const grpcServer = grpc;
   const httpServer = http;
   return {
     ledger,
     catalogs,
     meter,
+    events,
     grpcPort: grpcServer.port,
     httpPort: httpServer.port,
     async stop() {
@@ -149,7 +191,14 @@ export async function startApp(opts: {
       redis.off("close", onDown);
       redis.off("ready", onReady);
       const timeoutMs = config.shutdownTimeoutSeconds * 1000;
-      await Promise.all([sweeper.stop(), grpcServer.shutdown(timeoutMs), httpServer.close(timeoutMs)]);
+      // Both edges end their open streams (WatchEvents) as they begin, so only unary calls are waited for.
+      await Promise.all([
+        sweeper.stop(),
+        webhooks?.stop(timeoutMs),
+        grpcServer.shutdown(timeoutMs),
+        httpServer.close(timeoutMs),
+      ]);
+      await events.close();
       stopWatching();
       catalogs.close();
       await meter.close();

@@ -7,11 +7,10 @@
 // (usage, configuration, no Redis).
 
 import { parseArgs } from "node:util";
-import { type Config, ConfigError, loadConfig, redactUrl } from "../config/settings.js";
 import { ACCOUNT_ID_PATTERN } from "../ledger/keys.js";
-import { type AuditReport, Ledger } from "../ledger/ledger.js";
-import { type RedisClient, type RedisTarget, createRedisClient, waitForReady } from "../redis/connect.js";
-import { findLocalRedis } from "../redis/local-redis.js";
+import type { AuditReport, Ledger } from "../ledger/ledger.js";
+import type { RedisClient } from "../redis/connect.js";
+import { CannotRun, closeRedis, connectRedis, ledgerOf, loadToolConfig } from "./redis.js";
 
 const USAGE = `usage: npm run audit [-- [--account ID]... [--json]]
 
@@ -28,15 +27,10 @@ Redis: CREDITD_REDIS_URL or CREDITD_REDIS_CLUSTER_NODES, else the local Redis of
 Exit status: 0 all consistent, 1 an account has a problem, 2 the audit could not run.
 `;
 
-const READY_TIMEOUT_MS = 10_000;
-/** Reconnection attempts before the audit gives up on an unreachable Redis. */
-const CONNECT_ATTEMPTS = 3;
 /** Accounts audited at once: one short read-only script each. */
 const CONCURRENCY = 16;
 
 class UsageError extends Error {}
-/** The audit could not run (no Redis, bad configuration): exit 2 with this message. */
-class CannotRun extends Error {}
 
 interface Options {
   accounts: string[];
@@ -67,26 +61,6 @@ function parseOptions(argv: string[]): Options {
     }
   }
   return { accounts, json: parsed.values.json ?? false, help: parsed.values.help ?? false };
-}
-
-async function redisTarget(config: Config): Promise<{ target: RedisTarget; shown: string }> {
-  if (config.redisUrl !== undefined) return { target: { url: config.redisUrl }, shown: redactUrl(config.redisUrl) };
-  if (config.redisClusterNodes !== undefined) {
-    return {
-      target: { clusterNodes: config.redisClusterNodes },
-      shown: config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(","),
-    };
-  }
-  const url = await findLocalRedis(config.dataDir);
-  if (url === null) {
-    throw new CannotRun(
-      `no Redis to audit: CREDITD_REDIS_URL and CREDITD_REDIS_CLUSTER_NODES are not set, and no running local Redis ` +
-        `was found in ${config.dataDir} (no live local-redis.json).\n` +
-        "Start creditd (npm start) so its local Redis is running, or set CREDITD_REDIS_URL " +
-        "(or CREDITD_REDIS_CLUSTER_NODES) to the Redis to audit.",
-    );
-  }
-  return { target: { url }, shown: `${url} (local Redis of ${config.dataDir})` };
 }
 
 interface Outcome {
@@ -178,36 +152,13 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  let config;
-  try {
-    config = loadConfig().config;
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`creditd audit: invalid configuration\n${err.message}\n`);
-    return 2;
-  }
+  const config = loadToolConfig("creditd audit");
+  if (config === null) return 2;
 
   let redis: RedisClient | undefined;
   try {
-    const { target, shown } = await redisTarget(config);
-    // A command-line tool gives up after a few attempts instead of reconnecting forever like the server.
-    // No logger: the connection error surfaces once, through waitForReady's message.
-    const giveUp = (times: number): number | null => (times > CONNECT_ATTEMPTS ? null : 200);
-    redis = createRedisClient(target, {
-      connectionName: "creditd-audit",
-      redisOptions: { retryStrategy: giveUp },
-      clusterOptions: { clusterRetryStrategy: giveUp },
-    });
-    try {
-      await waitForReady(redis, READY_TIMEOUT_MS);
-    } catch (err) {
-      throw new CannotRun(`cannot connect to Redis at ${shown}: ${(err as Error).message}`);
-    }
-    const ledger = new Ledger(redis, {
-      keyPrefix: config.keyPrefix,
-      retentionMs: config.idempotencyTtlSeconds * 1000,
-      ledgerMaxEntries: config.ledgerMaxEntries,
-    });
+    redis = await connectRedis(config, { connectionName: "creditd-audit", purpose: "to audit" });
+    const ledger = ledgerOf(redis, config);
     const outcome = await runAudit(ledger, options.accounts);
     if (options.json) printJson(outcome, config.keyPrefix);
     else printText(outcome);
@@ -220,10 +171,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`creditd audit: failed: ${(err as Error).stack ?? String(err)}\n`);
     return 2;
   } finally {
-    // Not on a client that gave up: ioredis's disconnect() would arm a 2 s timer and hold the exit.
-    if (redis !== undefined && redis.status !== "end") {
-      await redis.quit().catch(() => redis?.disconnect());
-    }
+    await closeRedis(redis);
   }
 }
 

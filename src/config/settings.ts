@@ -33,6 +33,10 @@ export interface Config {
   readonly idempotencyTtlSeconds: number;
   /** 0 = unlimited. */
   readonly ledgerMaxEntries: number;
+  /** 0 = ledger entries are kept whatever their age (the size cap still applies). */
+  readonly ledgerRetentionDays: number;
+  /** Days of per-day usage aggregates kept per account; 0 = every day. */
+  readonly usageSummaryDays: number;
   /** 0 = background sweeper disabled. */
   readonly sweepIntervalSeconds: number;
   readonly shutdownTimeoutSeconds: number;
@@ -43,6 +47,13 @@ export interface Config {
   /** 0 = one less than the machine's cores (at least 1). */
   readonly countWorkers: number;
   readonly countCacheEntries: number;
+  /** Where events are POSTed (http or https); undefined: no webhooks. */
+  readonly webhookUrl: string | undefined;
+  /** HMAC key of the webhook signature; set whenever webhookUrl is. Never logged (see redactConfig). */
+  readonly webhookSecret: string | undefined;
+  readonly webhookMaxAttempts: number;
+  readonly webhookTimeoutMs: number;
+  readonly webhookBackoffMs: number;
   readonly logLevel: LevelWithSilent;
   /** Absolute path of the JSON file the configuration was read from, if any. */
   readonly configFile: string | undefined;
@@ -102,6 +113,8 @@ type AnySetting = { [K in SettingKey]: SettingSpec<K> }[SettingKey];
 const LOG_LEVELS: readonly LevelWithSilent[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 const MAX_TTL_SECONDS = 604_800; // 7 days: holds longer than that are not holds any more
+const WEBHOOK_SECRET_MIN = 16;
+const WEBHOOK_SECRET_MAX = 1024;
 
 export const CONFIG_FILE_ENV = "CREDITD_CONFIG_FILE";
 const ENV_PREFIX = "CREDITD_";
@@ -262,6 +275,24 @@ const SETTINGS: readonly AnySetting[] = [
     description: "Per-account ledger stream cap (approximate trimming); 0 = unlimited.",
   },
   {
+    key: "ledgerRetentionDays",
+    env: "CREDITD_LEDGER_RETENTION_DAYS",
+    default: "0",
+    ...integer(0, 36_500),
+    description:
+      "Ledger entries older than this many days are trimmed (approximately, when the account next reserves, " +
+      "settles or refunds), besides the size cap; 0 = kept whatever their age. Usage summaries are kept apart.",
+  },
+  {
+    key: "usageSummaryDays",
+    env: "CREDITD_USAGE_SUMMARY_DAYS",
+    default: "400",
+    ...integer(0, 36_500),
+    description:
+      "Days of per-day usage totals (GetUsageSummary) kept per account, whatever the ledger keeps; older days " +
+      "are dropped when a new day starts. 0 = every day.",
+  },
+  {
     key: "sweepIntervalSeconds",
     env: "CREDITD_SWEEP_INTERVAL_SECONDS",
     default: "15",
@@ -312,6 +343,62 @@ const SETTINGS: readonly AnySetting[] = [
     default: "50000",
     ...integer(0, 10_000_000),
     description: "Token counts remembered by a hash of the text (never the text), so repeated content is nearly free.",
+  },
+  {
+    key: "webhookUrl",
+    env: "CREDITD_WEBHOOK_URL",
+    default: undefined,
+    allowed: "an http:// or https:// URL with a host",
+    description:
+      "Where account events are POSTed, signed, retried and dead-lettered after the last attempt (see Webhooks). " +
+      "Unset: no webhooks.",
+    parse(raw) {
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        throw new InvalidValue();
+      }
+      if ((url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") throw new InvalidValue();
+      return raw;
+    },
+    show: redactUrl,
+  },
+  {
+    key: "webhookSecret",
+    env: "CREDITD_WEBHOOK_SECRET",
+    default: undefined,
+    allowed: `${WEBHOOK_SECRET_MIN}-${WEBHOOK_SECRET_MAX} characters`,
+    description:
+      "Key of the HMAC-SHA256 in each webhook's creditd-signature header. Required with CREDITD_WEBHOOK_URL; never logged.",
+    parse(raw) {
+      if (raw.length < WEBHOOK_SECRET_MIN || raw.length > WEBHOOK_SECRET_MAX) throw new InvalidValue();
+      return raw;
+    },
+    show: (raw) => `(hidden, ${raw.length} characters)`,
+  },
+  {
+    key: "webhookMaxAttempts",
+    env: "CREDITD_WEBHOOK_MAX_ATTEMPTS",
+    default: "20",
+    ...integer(1, 100),
+    description: "Delivery attempts per event, the first included; after the last one fails the event is dead-lettered.",
+  },
+  {
+    key: "webhookTimeoutMs",
+    env: "CREDITD_WEBHOOK_TIMEOUT_MS",
+    default: "5000",
+    ...integer(100, 300_000),
+    description: "How long one attempt waits for the receiver's response; a slower answer is a failed attempt.",
+  },
+  {
+    key: "webhookBackoffMs",
+    env: "CREDITD_WEBHOOK_BACKOFF_MS",
+    default: "1000",
+    ...integer(10, 600_000),
+    description:
+      "Wait before the first retry; each further retry may wait twice as long, at most 10 minutes (each wait is " +
+      "jittered between half and all of that).",
   },
   {
     key: "logLevel",
@@ -415,6 +502,18 @@ export function loadConfig(
       `CREDITD_IDEMPOTENCY_TTL_SECONDS (${idempotency}) is shorter than CREDITD_HOLD_TTL_MAX_SECONDS (${holdMax}): ` +
         "a retry arriving after the idempotency record expired but while the hold still lives would not be recognised",
     );
+  }
+  // An unsigned webhook could be forged by anyone who can reach the receiver, so a URL needs its secret.
+  if (values.webhookUrl !== undefined && !raw.has("CREDITD_WEBHOOK_SECRET")) {
+    problems.push({
+      settings: ["CREDITD_WEBHOOK_SECRET", "CREDITD_WEBHOOK_URL"],
+      message:
+        `CREDITD_WEBHOOK_SECRET: required when CREDITD_WEBHOOK_URL is set (${WEBHOOK_SECRET_MIN}-${WEBHOOK_SECRET_MAX} ` +
+        "characters; receivers check each event's signature with it)",
+    });
+  }
+  if (raw.has("CREDITD_WEBHOOK_SECRET") && !raw.has("CREDITD_WEBHOOK_URL")) {
+    warnings.push("CREDITD_WEBHOOK_SECRET is set but CREDITD_WEBHOOK_URL is not: no webhooks are sent");
   }
 
   if (problems.length > 0) throw new ConfigError(problems);
@@ -553,5 +652,7 @@ export function redactConfig(config: Config): Config {
   return Object.freeze({
     ...config,
     redisUrl: config.redisUrl === undefined ? undefined : redactUrl(config.redisUrl),
+    webhookUrl: config.webhookUrl === undefined ? undefined : redactUrl(config.webhookUrl),
+    webhookSecret: config.webhookSecret === undefined ? undefined : "***",
   });
 }

@@ -59,6 +59,11 @@ export class AccountKeys {
   readonly members: string;
   /** The events stream of the account's slot (shared with the other accounts of that slot). */
   readonly events: string;
+  /**
+   * Usage aggregates per UTC day and per (operation, model) (see lua/includes/usage.lua): kept apart from the
+   * ledger so its trimming leaves them, with their own retention.
+   */
+  readonly usage: string;
   private readonly base: string;
 
   constructor(prefix: string, readonly accountId: string) {
@@ -67,6 +72,7 @@ export class AccountKeys {
     this.holds = `${this.base}:holds`;
     this.ledger = `${this.base}:ledger`;
     this.members = `${this.base}:members`;
+    this.usage = `${this.base}:usage`;
     const tag = slotTag(calculateSlot(accountId));
     this.sweep = `${prefix}:sweep:{${tag}}`;
     this.events = `${prefix}:events:{${tag}}`;

@@ -248,16 +248,32 @@ export interface LedgerOptions {
   retentionMs: number;
   /** Approximate cap of each account's ledger stream; 0 = no cap. */
   ledgerMaxEntries: number;
+  /**
+   * Ledger entries older than this are trimmed (approximately) when Reserve, Settle or Refund write to the
+   * account; default 0 = kept until the size cap.
+   */
+  ledgerRetentionMs?: number;
+  /** Days of usage aggregates kept per account (GetUsageSummary); default 400, 0 = every day. */
+  usageSummaryDays?: number;
   clock?: Clock;
 }
 
+/** The usage of a priced generation: what the proxy named at Reserve, what was charged at Settle. */
+export interface UsageNames {
+  operation: string;
+  model: string;
+}
+
 const SCRIPTS = [
-  "reserve-7", "settle-7", "refund-7", "grant-7", "balance-6", "reservation-2", "audit-2", "subscription-6",
+  "reserve-7", "settle-8", "refund-8", "grant-7", "balance-6", "reservation-2", "audit-2", "subscription-6",
 ] as const;
 type ScriptName = (typeof SCRIPTS)[number];
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>;
 
 const LUA_DIR = new URL("./lua/", import.meta.url);
+
+/** CREDITD_USAGE_SUMMARY_DAYS's default. */
+export const DEFAULT_USAGE_SUMMARY_DAYS = 400;
 
 /** A reservation id is the account id and the request id: the account's hash tag is known without a lookup. */
 export function reservationIdOf(accountId: string, requestId: string): string {
@@ -324,6 +340,19 @@ export class Ledger {
     return this.options.ledgerMaxEntries;
   }
 
+  private get ledgerRetention(): number {
+    return this.options.ledgerRetentionMs ?? 0;
+  }
+
+  private get summaryDays(): number {
+    return this.options.usageSummaryDays ?? DEFAULT_USAGE_SUMMARY_DAYS;
+  }
+
+  /** The time the scripts use: the injected clock's, else this process's (Redis's clock is not read here). */
+  nowMs(): number {
+    return this.clock.nowMs() ?? Date.now();
+  }
+
   async reserve(input: {
     accountId: string;
     requestId: string;
@@ -335,6 +364,8 @@ export class Ledger {
     pricing?: { context: string; catalogVersion: string };
     /** The workspace member the generation is for: counted against the per-member cap. */
     memberId?: string;
+    /** A priced request's operation and model, kept for the usage records of its Settle and Refund. */
+    usage?: UsageNames;
   }): Promise<ReserveResult> {
     const { accountId, requestId, amountMicros, ttlMs } = input;
     // A request id belongs to one account. The claim lives in the request id's slot, so it is its own command;
@@ -355,7 +386,7 @@ export class Ledger {
       k.acct, k.holds, k.ledger, k.reservation(requestId), k.sweep, k.members, k.events,
       this.now(), accountId, requestId, amountMicros, ttlMs, this.retention, this.maxLen,
       input.fingerprint ?? String(amountMicros), input.pricing?.context ?? "", input.pricing?.catalogVersion ?? "",
-      input.memberId ?? "",
+      input.memberId ?? "", input.usage?.operation ?? "", input.usage?.model ?? "", this.ledgerRetention,
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
@@ -390,16 +421,21 @@ export class Ledger {
     throw unexpected("reserve", reply);
   }
 
-  /** `receipt` (how the charge was priced) is kept with the reservation and in the ledger entry. */
+  /**
+   * `receipt` (how the charge was priced) is kept with the reservation and in the ledger entry; `quantities` (what
+   * was charged for, encoded by src/usage/quantities.ts) goes into the ledger entry and the usage aggregates.
+   */
   async settle(
     reservation: { accountId: string; requestId: string },
     chargeMicros: number,
     receipt = "",
+    quantities = "",
   ): Promise<SettleResult> {
     const k = this.keys.account(reservation.accountId);
-    const reply = (await this.scripts["settle-7"](
-      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep, k.members, k.events,
+    const reply = (await this.scripts["settle-8"](
+      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep, k.members, k.events, k.usage,
       this.now(), reservation.accountId, reservation.requestId, chargeMicros, this.retention, this.maxLen, receipt,
+      quantities, this.summaryDays, this.ledgerRetention,
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
@@ -429,9 +465,10 @@ export class Ledger {
 
   async refund(reservation: { accountId: string; requestId: string }, reason: string): Promise<RefundResult> {
     const k = this.keys.account(reservation.accountId);
-    const reply = (await this.scripts["refund-7"](
-      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep, k.members, k.events,
+    const reply = (await this.scripts["refund-8"](
+      k.acct, k.holds, k.ledger, k.reservation(reservation.requestId), k.sweep, k.members, k.events, k.usage,
       this.now(), reservation.accountId, reservation.requestId, reason, this.retention, this.maxLen,
+      this.summaryDays, this.ledgerRetention,
     )) as [number, ...unknown[]];
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {

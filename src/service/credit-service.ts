@@ -15,9 +15,12 @@ import type { Receipt } from "../gen/creditd/v1/pricing_pb.js";
 import { ReservationState } from "../gen/creditd/v1/types_pb.js";
 import type { Ledger } from "../ledger/ledger.js";
 import type { ServiceHandlers } from "../rpc/types.js";
+import { encodeQuantities } from "../usage/quantities.js";
+import { MAX_USAGE_NAME_CHARS } from "../usage/records.js";
 import { toAmounts, toBucket } from "./convert.js";
 import { Reason, domainError, formatCredits, invalidField } from "./errors.js";
-import { type Pricer, parseReceiptJson } from "./pricing.js";
+import type { Pricer } from "./pricing.js";
+import { parseReceiptJson } from "./receipt-json.js";
 import { toMemberUsage, toPeriodSummary, toWarnings } from "./subscriptions.js";
 import * as v from "./validate.js";
 
@@ -41,6 +44,15 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
       const accountId = v.accountId("account_id", req.accountId);
       const requestId = v.idempotencyKey("request_id", req.requestId);
       const memberId = req.memberId === "" ? "" : v.accountId("member_id", req.memberId);
+      // A priced request's operation and model, as the proxy named them, are kept with the reservation: its usage
+      // records, the usage summary and exports name them.
+      const usage =
+        req.cost.case === "priced"
+          ? {
+              operation: v.text("priced.operation", req.cost.value.operation, MAX_USAGE_NAME_CHARS),
+              model: v.text("priced.model", req.cost.value.model, MAX_USAGE_NAME_CHARS),
+            }
+          : undefined;
       const ttlSeconds =
         v.intInRange("ttl_seconds", req.ttlSeconds, 0, opts.holdTtlMaxSeconds, ttlNote) || opts.holdTtlDefaultSeconds;
       if (req.cost.case === undefined) throw invalidField("amount_micros", "required (or priced)");
@@ -60,6 +72,7 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
           ? {
               fingerprint: priced.fingerprint,
               pricing: { context: priced.context, catalogVersion: priced.catalogVersion },
+              ...(usage ? { usage } : {}),
             }
           : {}),
       });
@@ -120,6 +133,7 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
       const reservation = v.reservationId("reservation_id", req.reservationId);
       let chargeMicros: number;
       let receipt: { message: Receipt; json: string } | undefined;
+      let quantities = "";
       if (req.cost.case === "usage") {
         const held = await ledger.reservation(reservation.accountId, reservation.requestId);
         if (!held) throw notFound(req.reservationId);
@@ -134,13 +148,14 @@ export function creditService(opts: CreditServiceOptions): ServiceHandlers<typeo
         const priced = await pricer.priceUsage(reservation.accountId, held.pricing, req.cost.value);
         chargeMicros = priced.chargeMicros;
         receipt = { message: priced.receipt, json: priced.receiptJson };
+        quantities = encodeQuantities(priced.quantities);
       } else {
         chargeMicros = v.micros("charge_micros", req.cost.case === "chargeMicros" ? req.cost.value : undefined, {
           allowZero: true,
         });
       }
 
-      const r = await ledger.settle(reservation, chargeMicros, receipt?.json ?? "");
+      const r = await ledger.settle(reservation, chargeMicros, receipt?.json ?? "", quantities);
       switch (r.status) {
         case "settled":
         case "replayed":

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import {
@@ -10,12 +9,14 @@ import {
   ReceiptSchema,
   type Usage as UsageMessage,
 } from "../gen/creditd/v1/pricing_pb.js";
-import { MeterOverloadedError, MeteringInputError, type Meter } from "../metering/index.js";
+import { MeterOverloadedError, MeteringInputError, type Meter, digestOf } from "../metering/index.js";
 import { type Catalog, resolveModel, tokenizerSpecOf } from "../pricing/catalog.js";
 import { PricingError, type PriceRequest, type PriceResult, priceRequest, priceUsage, tokenModelOf } from "../pricing/price.js";
 import type { CatalogStore } from "../pricing/store.js";
 import type { CatalogRegistry } from "../pricing/registry.js";
+import { type Quantities, quantitiesOf } from "../usage/quantities.js";
 import { Reason, domainError, invalidField } from "./errors.js";
+import { receiptJson } from "./receipt-json.js";
 
 /** What a priced hold keeps for its Settle: the counts it was priced with (never text), as compact JSON. */
 interface PricingContext {
@@ -47,6 +48,8 @@ export interface PricedCharge {
   receipt: Receipt;
   /** The receipt as stored with the reservation and in the ledger entry. */
   receiptJson: string;
+  /** What was charged for (tokens, images, seconds, units), for the ledger entry and the usage aggregates. */
+  quantities: Quantities;
 }
 
 /**
@@ -79,14 +82,14 @@ export class Pricer {
   /** The worst case of a request, for Reserve; the catalog version is published so any replica can settle it. */
   async priceHold(field: string, accountId: string, p: PricedRequest): Promise<PricedHold> {
     const catalog = this.catalogs.current;
-    const { request, context, tokenizer } = await this.count(field, accountId, catalog, p);
+    const { request, context, tokenizer, digests } = await this.count(field, accountId, catalog, p);
     const result = guard(field, () => priceRequest(catalog, request));
     await this.registry.publish(catalog);
     const receipt = toReceipt(result, tokenizer);
     return {
       amountMicros: Number(result.totalMicros),
       // Hashing the request (text included) identifies a retry without keeping any of its text.
-      fingerprint: createHash("sha256").update(toBinary(PricedRequestSchema, p)).digest("base64url"),
+      fingerprint: fingerprintOf(p, digests),
       context: JSON.stringify({ ...context, out: result.maxOutputTokens }),
       catalogVersion: catalog.version,
       receipt,
@@ -142,7 +145,12 @@ export class Pricer {
       }),
     );
     const receipt = toReceipt(result, tokenizer);
-    return { chargeMicros: Number(result.totalMicros), receipt, receiptJson: receiptJson(receipt) };
+    return {
+      chargeMicros: Number(result.totalMicros),
+      receipt,
+      receiptJson: receiptJson(receipt),
+      quantities: quantitiesOf(result.items),
+    };
   }
 
   /** Counts the input (the proxy's count, plain text or chat) and builds the pricing request and its context. */
@@ -151,9 +159,16 @@ export class Pricer {
     accountId: string,
     catalog: Catalog,
     p: PricedRequest,
-  ): Promise<{ request: PriceRequest; context: PricingContext; tokenizer: { label: string; estimated: boolean } }> {
+  ): Promise<{
+    request: PriceRequest;
+    context: PricingContext;
+    tokenizer: { label: string; estimated: boolean };
+    /** The Meter's digest of each text it counted (for the fingerprint). */
+    digests: ReadonlyMap<string, string>;
+  }> {
     let inputTokens = 0n;
     let tokenizer = { label: "", estimated: false };
+    let digests: ReadonlyMap<string, string> = NO_DIGESTS;
     if (p.input.case === "inputTokens") {
       inputTokens = p.input.value;
     } else if (p.input.case === "text" || p.input.case === "chat") {
@@ -171,6 +186,7 @@ export class Pricer {
       );
       inputTokens = BigInt(counted.tokens);
       tokenizer = { label: counted.tokenizer, estimated: counted.estimated };
+      digests = counted.digests;
     }
     const context: PricingContext = {
       in: inputTokens.toString(),
@@ -188,7 +204,7 @@ export class Pricer {
       maxOutputTokens: p.maxOutputTokens || undefined,
       maxCreditsMicros: p.maxCreditsMicros,
     };
-    return { request, context, tokenizer };
+    return { request, context, tokenizer, digests };
   }
 
   private async meterCall<T>(f: () => Promise<T>): Promise<T> {
@@ -202,6 +218,27 @@ export class Pricer {
       throw err;
     }
   }
+}
+
+const NO_DIGESTS: ReadonlyMap<string, string> = new Map();
+
+/**
+ * The idempotency fingerprint of a priced Reserve (same request id with another fingerprint: a conflict). It is the
+ * SHA-256 of the request's protobuf encoding with every text replaced by its digest (digestOf: the prompt, each
+ * chat message's content), taken from what the Meter already hashed, so a large prompt is neither encoded nor hashed
+ * a second time. Two requests get one fingerprint only if they are equal, up to SHA-256 collisions: each text is
+ * always replaced (an empty one by ""), every other field, present or new, is encoded as it is.
+ */
+export function fingerprintOf(p: PricedRequest, digests: ReadonlyMap<string, string> = NO_DIGESTS): string {
+  const d = (text: string) => (text === "" ? "" : (digests.get(text) ?? digestOf(text)));
+  let input = p.input;
+  if (input.case === "text") {
+    input = { case: "text", value: d(input.value) };
+  } else if (input.case === "chat") {
+    const messages = input.value.messages.map((m) => ({ ...m, content: d(m.content) }));
+    input = { case: "chat", value: { ...input.value, messages } };
+  }
+  return digestOf(toBinary(PricedRequestSchema, { ...p, input }));
 }
 
 function requestOf(c: PricingContext): PriceRequest {
@@ -283,51 +320,5 @@ export function toReceipt(result: PriceResult, tokenizer: { label: string; estim
     tokenizer: tokenizer.label,
     estimated: tokenizer.estimated,
     roundedFromMicros: result.roundedFrom ?? 0n,
-  });
-}
-
-/**
- * A compact, stable JSON form of a receipt for the ledger (amounts as strings: they are int64). Each item is
- * [description, quantity, unit, unit_price_micros, per, subtotal_micros]; parseReceiptJson reads it back.
- */
-export function receiptJson(r: Receipt): string {
-  return JSON.stringify({
-    v: r.catalogVersion,
-    total: r.totalMicros.toString(),
-    ...(r.roundedFromMicros ? { rounded_from: r.roundedFromMicros.toString() } : {}),
-    ...(r.tokenizer ? { tokenizer: r.tokenizer } : {}),
-    ...(r.estimated ? { estimated: true } : {}),
-    items: r.items.map((i) => [
-      i.description, i.quantity.toString(), i.unit, i.unitPriceMicros.toString(), i.per.toString(), i.subtotalMicros.toString(),
-    ]),
-  });
-}
-
-/** The receipt a Settle stored, as a message again (a replayed Settle answers with it). */
-export function parseReceiptJson(json: string): Receipt {
-  const r = JSON.parse(json) as {
-    v: string;
-    total: string;
-    rounded_from?: string;
-    tokenizer?: string;
-    estimated?: boolean;
-    items: Array<[string, string, string, string, string, string]>;
-  };
-  return create(ReceiptSchema, {
-    catalogVersion: r.v,
-    totalMicros: BigInt(r.total),
-    roundedFromMicros: BigInt(r.rounded_from ?? "0"),
-    tokenizer: r.tokenizer ?? "",
-    estimated: r.estimated ?? false,
-    items: r.items.map(([description, quantity, unit, unitPriceMicros, per, subtotalMicros]) =>
-      create(LineItemSchema, {
-        description,
-        quantity: BigInt(quantity),
-        unit,
-        unitPriceMicros: BigInt(unitPriceMicros),
-        per: BigInt(per),
-        subtotalMicros: BigInt(subtotalMicros),
-      }),
-    ),
   });
 }

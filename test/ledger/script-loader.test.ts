@@ -5,7 +5,8 @@ import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { slotTag } from "../../src/ledger/keys.js";
 import calculateSlot from "cluster-key-slot";
-import { keyCount, loadScript } from "../../src/ledger/script-loader.js";
+import { keyCount, loadLibrary, loadScript } from "../../src/ledger/script-loader.js";
+import { useTestRedis } from "../support/redis.js";
 
 function folder(files: Record<string, string>): URL {
   const dir = mkdtempSync(join(tmpdir(), "lua-"));
@@ -52,6 +53,44 @@ describe("the Lua loader", () => {
       const used = [...lua.matchAll(/KEYS\[(\d+)\]/g)].map((m) => Number(m[1]));
       expect(Math.max(...used), name).toBe(keyCount(name));
     }
+  });
+});
+
+describe("the Functions library", () => {
+  const t = useTestRedis();
+
+  it("defines the includes once and registers each script as a function of (KEYS, ARGV)", async () => {
+    const dir = folder({
+      "add-1": '--- @include "inc/a"\nreturn redis.call("INCRBY", KEYS[1], a(tonumber(ARGV[1])))',
+      "echo-0": '--- @include "inc/a"\nreturn { a(1), ARGV[1] }',
+      "inc/a": "local calls = 0\nlocal function a(n) calls = calls + 1 return n * 10 end",
+    });
+    const lib = loadLibrary(dir, ["add-1", "echo-0"]);
+    expect(lib.code.match(/local function a\(/g)).toHaveLength(1);
+    expect(lib.code.startsWith(`#!lua name=${lib.name}\n`)).toBe(true);
+    expect(await t.redis.call("FUNCTION", "LOAD", "REPLACE", lib.code)).toBe(lib.name);
+    const key = "lib-test-counter";
+    expect(await t.redis.fcall(lib.functionOf["add-1"]!, 1, key, "4")).toBe(40);
+    expect(await t.redis.fcall(lib.functionOf["add-1"]!, 1, key, "1")).toBe(50);
+    expect(await t.redis.fcall(lib.functionOf["echo-0"]!, 0, "x")).toEqual([10, "x"]);
+  });
+
+  it("names the library after its code, so two builds on one Redis never call each other's functions", () => {
+    const one = loadLibrary(folder({ "op-0": "return 1" }), ["op-0"]);
+    const same = loadLibrary(folder({ "op-0": "return 1" }), ["op-0"]);
+    const other = loadLibrary(folder({ "op-0": "return 2" }), ["op-0"]);
+    expect(same.name).toBe(one.name);
+    expect(other.name).not.toBe(one.name);
+    expect(one.functionOf["op-0"]).toBe(`${one.name}_op`);
+  });
+
+  it("every shipped script loads into Redis as one library", async () => {
+    const dir = new URL("../../src/ledger/lua/", import.meta.url);
+    const names = readdirSync(dir).filter((f) => f.endsWith(".lua")).map((f) => f.slice(0, -4));
+    const lib = loadLibrary(dir, names);
+    expect(await t.redis.call("FUNCTION", "LOAD", "REPLACE", lib.code)).toBe(lib.name);
+    const listed = (await t.redis.call("FUNCTION", "LIST", "LIBRARYNAME", lib.name)) as unknown[];
+    expect(JSON.stringify(listed)).toContain(lib.functionOf[names[0]!]!);
   });
 });
 

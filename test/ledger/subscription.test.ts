@@ -3,7 +3,7 @@ import { Cluster, Redis } from "ioredis";
 import { ManualClock } from "../../src/ledger/clock.js";
 import { Ledger, type SubscriptionTerms, type SubscriptionView } from "../../src/ledger/ledger.js";
 import { startTestCluster, uniquePrefix, useTestRedis } from "../support/redis.js";
-import { C, DAY, HOUR, MINUTE, type TestLedger, expectConsistent, give, openLedger, snapshot } from "../support/ledger.js";
+import { C, DAY, HOUR, MINUTE, type TestLedger, expectConsistent, give, openLedger, snapshot, subscriptionTerms } from "../support/ledger.js";
 
 const env = useTestRedis();
 let t: TestLedger;
@@ -19,24 +19,7 @@ const at = (iso: string) => Date.parse(iso);
 let n = 0;
 const rid = () => `req-${++n}`;
 
-function terms(over: Partial<SubscriptionTerms> = {}): SubscriptionTerms {
-  return {
-    planId: "base",
-    period: "month",
-    seats: 1,
-    creditsMicros: 40 * C,
-    creditsPerSeatMicros: 0,
-    unlimited: false,
-    memberCapMicros: 0,
-    addons: [],
-    status: "active",
-    anchorMs: undefined,
-    trialCreditsMicros: 0,
-    trialMs: 0,
-    warnAtPercent: [20, 5],
-    ...over,
-  };
-}
+const terms = (over: Partial<SubscriptionTerms> = {}): SubscriptionTerms => subscriptionTerms({ creditsMicros: 40 * C, ...over });
 
 async function subscribe(over: Partial<SubscriptionTerms> = {}, accountId = acct): Promise<SubscriptionView> {
   const r = await ledger.setSubscription(accountId, terms(over));

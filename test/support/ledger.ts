@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { ManualClock } from "../../src/ledger/clock.js";
-import { Ledger } from "../../src/ledger/ledger.js";
+import { Ledger, type SubscriptionTerms } from "../../src/ledger/ledger.js";
 import type { BucketKindName } from "../../src/ledger/status.js";
 import { uniquePrefix } from "./redis.js";
 
@@ -72,4 +72,24 @@ export async function snapshot(redis: Redis, prefix: string): Promise<Record<str
 export async function expectConsistent(ledger: Ledger, accountId: string): Promise<void> {
   const report = await ledger.audit(accountId);
   if (!report.ok) throw new Error(`audit of ${accountId} failed: ${report.problems.join("; ")}`);
+}
+
+/** Subscription terms for ledger tests: a monthly 100-credit "base" plan warning at 20 % and 5 %, unless overridden. */
+export function subscriptionTerms(over: Partial<SubscriptionTerms> = {}): SubscriptionTerms {
+  return {
+    planId: "base",
+    period: "month",
+    seats: 1,
+    creditsMicros: 100 * C,
+    creditsPerSeatMicros: 0,
+    unlimited: false,
+    memberCapMicros: 0,
+    addons: [],
+    status: "active",
+    anchorMs: undefined,
+    trialCreditsMicros: 0,
+    trialMs: 0,
+    warnAtPercent: [20, 5],
+    ...over,
+  };
 }

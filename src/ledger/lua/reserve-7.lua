@@ -11,6 +11,9 @@
   ARGV[9] pricing context for Settle ('' when none): opaque to Lua, never prompt text
   ARGV[10] catalog version the hold was priced with ('' when none)
   ARGV[11] workspace member id ('' when none): counted against the subscription's per-member cap
+  ARGV[12] operation, ARGV[13] model of a priced request, as the proxy named them ('' when none): kept with the
+          reservation, so its Settle and Refund entries and the usage aggregates name them
+  ARGV[14] ledger retention ms (0 = keep all): older ledger entries are trimmed when this script writes
 
   Returns
     { 0, held, available_after, deadline, draws, warnings }   held now (warnings: what this hold crossed,
@@ -33,6 +36,7 @@ end
 
 local now = clock(ARGV[1])
 local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumber(ARGV[7]), KEYS[6], KEYS[7])
+keep_ledger_for(a, tonumber(ARGV[14]))
 touch(a)
 
 local member_id = ARGV[11]
@@ -67,6 +71,8 @@ redis.call('HSET', KEYS[4], 'st', 'h', 'amt', int(amount), 't', int(now), 'exp',
 if ARGV[8] ~= int(amount) then redis.call('HSET', KEYS[4], 'fp', ARGV[8]) end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[4], 'pc', ARGV[9], 'cv', ARGV[10]) end
 if member_id ~= '' then redis.call('HSET', KEYS[4], 'mb', member_id) end
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[4], 'opn', ARGV[12]) end
+if ARGV[13] ~= '' then redis.call('HSET', KEYS[4], 'mdl', ARGV[13]) end
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]) + tonumber(ARGV[6]))
 redis.call('ZADD', KEYS[2], int(deadline), hold_member(request_id, draws_str, member_id))
 if not a.nx or deadline < a.nx then set_nx(a, deadline) end

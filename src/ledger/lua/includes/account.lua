@@ -471,13 +471,38 @@ local function check_warnings(a)
   end
 end
 
--- Appends to a stream, trimmed to about maxlen entries (0 = no cap).
-local function xadd(key, maxlen, fields)
+-- Appends to a stream, trimmed to about maxlen entries (0 = no cap). With id_ms the entry's id is
+-- '<id_ms>-<seq>' (Redis 7.0+): the ledger's ids are then the times its entries were recorded, so a time range is
+-- an XRANGE of ids (ListUsage, ExportUsage, MINID retention). When the stream already holds a later id (the
+-- clock moved back: a test's manual clock, or a Redis clock stepped back) Redis refuses that id and writes
+-- nothing, and the entry takes the last entry's millisecond with the next sequence number: the stream stays in
+-- write order, as close to id_ms as it can be. ('*' would do the same in production, where the scripts' clock is
+-- Redis's own; with an injected clock it would jump to the server's wall-clock time instead.)
+local function xadd(key, maxlen, fields, id_ms)
+  local args = { key }
   if maxlen > 0 then
-    redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', unpack(fields))
-  else
-    redis.call('XADD', key, '*', unpack(fields))
+    args[2], args[3], args[4] = 'MAXLEN', '~', maxlen
   end
+  local at = #args + 1
+  for i, v in ipairs(fields) do args[at + i] = v end
+  if not id_ms then
+    args[at] = '*'
+    redis.call('XADD', unpack(args))
+    return
+  end
+  args[at] = int(id_ms) .. '-*'
+  local r = redis.pcall('XADD', unpack(args))
+  if type(r) == 'table' and r.err then
+    -- A stream emptied by hand still remembers its last id, and has no entry to read it from: '*' then.
+    local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+    args[at] = last and (string.match(last[1], '^(%d+)') .. '-*') or '*'
+    redis.call('XADD', unpack(args))
+  end
+end
+
+-- Ledger entries older than retention_ms (0 = keep all) are trimmed when this script writes (see save_account).
+local function keep_ledger_for(a, retention_ms)
+  if retention_ms > 0 then a.ledger_minid = a.now - retention_ms end
 end
 
 local function save_account(a)
@@ -512,7 +537,13 @@ local function save_account(a)
   if #margs > 0 then redis.call('HSET', a.members_key, unpack(margs)) end
   if #a.del > 0 then redis.call('HDEL', a.key, unpack(a.del)) end
   if #args > 0 then redis.call('HSET', a.key, unpack(args)) end
-  for _, fields in ipairs(a.log) do xadd(a.ledger_key, a.maxlen, fields) end
+  for _, fields in ipairs(a.log) do xadd(a.ledger_key, a.maxlen, fields, a.now) end
+  -- Retention by age (CREDITD_LEDGER_RETENTION_DAYS), on top of the size cap: the scripts that set
+  -- a.ledger_minid drop entries whose id (their time) is older, approximately (whole stream nodes, about 100
+  -- entries each), so an idle account's old entries go on its next write. The usage aggregates are kept apart.
+  if a.ledger_minid and #a.log > 0 then
+    redis.call('XTRIM', a.ledger_key, 'MINID', '~', int(a.ledger_minid))
+  end
   if #a.events > 0 and a.events_key then
     for _, ev in ipairs(a.events) do xadd(a.events_key, a.maxlen, ev) end
     -- A wake-up for live watchers: the channel names no key, the message is the stream to read.

@@ -5,9 +5,13 @@
 
   KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
   KEYS[4] reservation hash    KEYS[5] sweep index zset   KEYS[6] members hash
-  KEYS[7] events stream of the account's slot
+  KEYS[7] events stream of the account's slot                KEYS[8] usage hash (includes/usage.lua)
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] reason
   ARGV[5] record retention ms         ARGV[6] ledger max length
+  ARGV[7] days of usage aggregates kept (0 = all)          ARGV[8] ledger retention ms (0 = keep all)
+
+  The ledger entry names the generation's member, operation and model. A refund of a settled reservation counts in
+  today's usage aggregates of its (operation, model): credits down, refunded up, on the day of the refund.
 
   Returns
     { 0, refunded, available_after, to_expired, state }   state: 'r' refunded, 'x' the hold had already expired
@@ -15,6 +19,7 @@
     { -2 }                                                no such reservation
 ]]
 --- @include "includes/account"
+--- @include "includes/usage"
 
 local r = hgetall_map(KEYS[4])
 if not r.st then
@@ -29,6 +34,7 @@ local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumbe
 local request_id = ARGV[3]
 local member_id = r.mb or ''
 local refunded, to_expired, state = 0, 0, 'r'
+keep_ledger_for(a, tonumber(ARGV[8]))
 
 if r.st == 'h' then
   local member = hold_member(request_id, r.d, member_id)
@@ -64,8 +70,19 @@ redis.call('HSET', KEYS[4], 'st', state, 'rst', state, 'rf', int(refunded), 'rfx
   'rav', int(avail), 'rf_t', int(now), 'rr', ARGV[4])
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
 
-log_entry(a, { 'op', 'refund', 't', int(now), 'req', request_id, 'amt', int(refunded), 'd',
-  (r.st == 'h') and r.d or r.cd, 'to_expired', int(to_expired), 'from', r.st, 'reason', ARGV[4] })
+local entry = { 'op', 'refund', 't', int(now), 'req', request_id, 'amt', int(refunded), 'd',
+  (r.st == 'h') and r.d or r.cd, 'to_expired', int(to_expired), 'from', r.st, 'reason', ARGV[4] }
+local op, model = r.opn or '', r.mdl or ''
+for _, kv in ipairs({ { 'member', member_id }, { 'operation', op }, { 'model', model } }) do
+  if kv[2] ~= '' then
+    entry[#entry + 1] = kv[1]
+    entry[#entry + 1] = kv[2]
+  end
+end
+log_entry(a, entry)
+if r.st == 's' then
+  usage_add(KEYS[8], now, tonumber(ARGV[7]), op, model, 0, -refunded, refunded, 0, 0)
+end
 emit(a, 'refund', { 'req', request_id, 'amt', int(refunded), 'to_expired', int(to_expired), 'from', r.st,
   'reason', ARGV[4] })
 save_account(a)

@@ -3,10 +3,17 @@
 
   KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
   KEYS[4] reservation hash    KEYS[5] sweep index zset   KEYS[6] members hash
-  KEYS[7] events stream of the account's slot
+  KEYS[7] events stream of the account's slot                KEYS[8] usage hash (includes/usage.lua)
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] charge
   ARGV[5] record retention ms         ARGV[6] ledger max length
   ARGV[7] receipt ('' when the charge was given as an amount): kept with the reservation and in the ledger entry
+  ARGV[8] quantities charged ('' when the charge was given as an amount): "in,cached,out,reasoning,images,
+          video_seconds,units", trailing zeros left out; in the ledger entry and the usage aggregates
+  ARGV[9] days of usage aggregates kept (0 = all)          ARGV[10] ledger retention ms (0 = keep all)
+
+  The ledger entry names the generation's member, operation and model (as the proxy named them at Reserve) beside
+  the charge, and today's usage aggregates of that (operation, model) count it: one generation, the credits
+  charged, its input and output tokens. A replay writes nothing.
 
   The charge comes first from the hold's own draws (in draw order), the rest of the hold goes back to its buckets,
   and any excess over the hold is taken from the live buckets in draw order. What the account cannot cover is
@@ -21,6 +28,7 @@
     { -5 }                              already refunded (or expired and closed by a refund)
 ]]
 --- @include "includes/account"
+--- @include "includes/usage"
 
 local charge = tonumber(ARGV[4])
 local r = hgetall_map(KEYS[4])
@@ -48,6 +56,7 @@ if deadline and deadline <= now then
   expire_hold(a, member, deadline)
   deadline = nil
 end
+keep_ledger_for(a, tonumber(ARGV[10]))
 touch(a)
 
 local hold_expired = deadline == nil
@@ -89,10 +98,25 @@ if member_id ~= '' then
   entry[#entry + 1] = 'member'
   entry[#entry + 1] = member_id
 end
+local op, model, qty = r.opn or '', r.mdl or '', ARGV[8]
+if op ~= '' then
+  entry[#entry + 1] = 'operation'
+  entry[#entry + 1] = op
+end
+if model ~= '' then
+  entry[#entry + 1] = 'model'
+  entry[#entry + 1] = model
+end
+if qty ~= '' then
+  entry[#entry + 1] = 'qty'
+  entry[#entry + 1] = qty
+end
 if ARGV[7] ~= '' then
   entry[#entry + 1] = 'receipt'
   entry[#entry + 1] = ARGV[7]
 end
 log_entry(a, entry)
+local input_tokens, output_tokens = usage_tokens(qty)
+usage_add(KEYS[8], now, tonumber(ARGV[9]), op, model, 1, charged, 0, input_tokens, output_tokens)
 save_account(a)
 return { 0, int(charged), int(released), int(avail), int(hx), int(uncovered), cd, ARGV[7], crossed(a) }
