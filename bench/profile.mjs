@@ -82,7 +82,7 @@ try {
     "(garbage collector)", "processTicksAndRejections", "onStreamRead", "Http2Session", "onSessionHeaders",
     "handleUnary", "sendUnaryMessage", "deserializeMessage", "serializeMessage", "fromBinary", "toBinary",
     "reserve dist/service/credit-service.js", "settle dist/service/credit-service.js", "dist/rpc/instrument.js",
-    "reserve dist/ledger/ledger.js", "settle dist/ledger/ledger.js", "sendCommand", "evalsha", "Redis.set", "returnReply",
+    "reserve dist/ledger/ledger.js", "settle dist/ledger/ledger.js", "sendCommand", "evalsha", "fcall", "Redis.set", "returnReply",
     "parseReply", "pino", "asJson", "write ~/sonic-boom", "writeGeneric", "writev", "execute", "uv",
   ];
   for (const st of sum.inclusive(stages)) if (st.inclMs > 0) p(`  ${st.pctBusy.toFixed(1).padStart(5)}%  ${st.inclMs.toFixed(0).padStart(7)} ms  ${st.fn}`);

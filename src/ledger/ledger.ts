@@ -2,7 +2,7 @@ import type { Cluster, Redis } from "ioredis";
 import type { RedisClient } from "../redis/connect.js";
 import { type Clock, redisClock } from "./clock.js";
 import { KeySpace } from "./keys.js";
-import { keyCount, loadScript } from "./script-loader.js";
+import { type LuaLibrary, keyCount, loadLibrary } from "./script-loader.js";
 import { BUCKET_KINDS, type BucketKindName, ScriptStatus } from "./status.js";
 
 /** Credits taken from (or given back to) one bucket. */
@@ -265,7 +265,7 @@ export interface UsageNames {
 }
 
 const SCRIPTS = [
-  "reserve-7", "settle-8", "refund-8", "grant-7", "balance-6", "reservation-2", "audit-2", "subscription-6",
+  "reserve-8", "settle-8", "refund-8", "grant-7", "balance-6", "reservation-2", "audit-2", "subscription-6",
 ] as const;
 type ScriptName = (typeof SCRIPTS)[number];
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>;
@@ -295,7 +295,8 @@ export class Ledger {
   readonly keys: KeySpace;
   private readonly clock: Clock;
   private readonly scripts: Record<ScriptName, ScriptFn>;
-  private readonly sources: Record<ScriptName, string>;
+  private readonly library: LuaLibrary;
+  private loading: Promise<void> | undefined;
 
   constructor(
     readonly redis: RedisClient,
@@ -303,28 +304,49 @@ export class Ledger {
   ) {
     this.keys = new KeySpace(options.keyPrefix);
     this.clock = options.clock ?? redisClock;
-    const sources = {} as Record<ScriptName, string>;
+    // Redis Functions rather than EVALSHA: the helpers of includes/ are defined once when the library loads, not
+    // re-created by every call (bench/README.md has the measurement).
+    this.library = loadLibrary(LUA_DIR, SCRIPTS);
     const scripts = {} as Record<ScriptName, ScriptFn>;
     for (const name of SCRIPTS) {
-      const lua = loadScript(LUA_DIR, name);
-      sources[name] = lua;
-      const command = `creditd_${name.replace(/-\d+$/, "")}`;
-      // defineCommand runs EVALSHA and falls back to EVAL on NOSCRIPT (a restarted or failed-over Redis).
-      redis.defineCommand(command, { numberOfKeys: keyCount(name), lua });
-      const fn = (redis as unknown as Record<string, ScriptFn>)[command];
-      if (!fn) throw new Error(`ioredis did not define ${command}`);
-      scripts[name] = fn.bind(redis);
+      const numKeys = keyCount(name);
+      scripts[name] = (...args) => this.fcall(name, numKeys, args);
     }
-    this.sources = sources;
     this.scripts = scripts;
   }
 
-  /** Loads every script into every master, so health can say the ledger is ready and first calls are EVALSHA. */
-  async loadScripts(): Promise<void> {
-    const nodes: Redis[] = isCluster(this.redis) ? this.redis.nodes("master") : [this.redis];
-    await Promise.all(
-      nodes.flatMap((node) => SCRIPTS.map((name) => node.script("LOAD", this.sources[name]))),
-    );
+  /** Calls a script's function with the first numKeys of args as its KEYS. */
+  private async fcall(name: ScriptName, numKeys: number, args: Array<string | number>): Promise<unknown> {
+    const fn = this.library.functionOf[name]!;
+    try {
+      return await this.redis.fcall(fn, numKeys, ...args);
+    } catch (err) {
+      // A restarted, flushed or new (Cluster) node does not have the library yet: load it and try once more.
+      if (!(err instanceof Error) || !err.message.includes("Function not found")) throw err;
+      await this.loadScripts();
+      return await this.redis.fcall(fn, numKeys, ...args);
+    }
+  }
+
+  /** The Redis Functions library holding the scripts (`creditd_<hash of the code>`). */
+  get libraryName(): string {
+    return this.library.name;
+  }
+
+  /**
+   * Loads the scripts' library into every master (FUNCTION LOAD REPLACE), so health can say the ledger is ready.
+   * Calls that meet a node without it come here too; concurrent ones share one load.
+   */
+  loadScripts(): Promise<void> {
+    this.loading ??= (async () => {
+      try {
+        const nodes: Redis[] = isCluster(this.redis) ? this.redis.nodes("master") : [this.redis];
+        await Promise.all(nodes.map((node) => node.call("FUNCTION", "LOAD", "REPLACE", this.library.code)));
+      } finally {
+        this.loading = undefined;
+      }
+    })();
+    return this.loading;
   }
 
   private now(): string {
@@ -368,26 +390,30 @@ export class Ledger {
     usage?: UsageNames;
   }): Promise<ReserveResult> {
     const { accountId, requestId, amountMicros, ttlMs } = input;
-    // A request id belongs to one account. The claim lives in the request id's slot, so it is its own command;
-    // the account's script then decides replay, conflict or hold atomically.
-    const claimed = (await this.redis.set(
-      this.keys.requestClaim(requestId),
-      accountId,
-      "PX",
-      ttlMs + this.retention,
-      "NX",
-      "GET",
-    )) as string | null;
-    if (claimed !== null && claimed !== accountId) {
-      return { status: "request_id_taken", otherAccountId: claimed };
+    // A request id belongs to one account. Its claim lives in the request id's own slot: on one Redis the script
+    // checks and makes it in the same call (one round trip); on Cluster it is a command of its own, before the
+    // account's script decides replay, conflict or hold atomically.
+    const claimKey = this.keys.requestClaim(requestId);
+    let claimed: string | null = null;
+    const cluster = isCluster(this.redis);
+    if (cluster) {
+      claimed = (await this.redis.set(claimKey, accountId, "PX", ttlMs + this.retention, "NX", "GET")) as string | null;
+      if (claimed !== null && claimed !== accountId) {
+        return { status: "request_id_taken", otherAccountId: claimed };
+      }
     }
     const k = this.keys.account(accountId);
-    const reply = (await this.scripts["reserve-7"](
-      k.acct, k.holds, k.ledger, k.reservation(requestId), k.sweep, k.members, k.events,
+    const args = [
       this.now(), accountId, requestId, amountMicros, ttlMs, this.retention, this.maxLen,
       input.fingerprint ?? String(amountMicros), input.pricing?.context ?? "", input.pricing?.catalogVersion ?? "",
       input.memberId ?? "", input.usage?.operation ?? "", input.usage?.model ?? "", this.ledgerRetention,
-    )) as [number, ...unknown[]];
+    ];
+    const keys = [k.acct, k.holds, k.ledger, k.reservation(requestId), k.sweep, k.members, k.events];
+    if (!cluster) keys.push(claimKey);
+    const reply = (await this.fcall("reserve-8", keys.length, [...keys, ...args])) as [number, ...unknown[]];
+    if (reply[0] === ScriptStatus.RequestIdTaken) {
+      return { status: "request_id_taken", otherAccountId: String(reply[1]) };
+    }
     const code = reply[0];
     if (code === ScriptStatus.Ok || code === ScriptStatus.Replayed) {
       const [, held, avail, deadline, draws, warnings] = reply as [number, string, string, string, string, string?];
@@ -404,7 +430,7 @@ export class Ledger {
     if (code === ScriptStatus.Insufficient || code === ScriptStatus.MemberCap) {
       // A refusal changes nothing, so a claim this call made goes too. (Were the same request id racing in from
       // a retry that succeeds meanwhile, its reservation would only lose the cross-account check, not its record.)
-      if (claimed === null) await this.redis.del(this.keys.requestClaim(requestId));
+      if (cluster && claimed === null) await this.redis.del(claimKey);
       if (code === ScriptStatus.MemberCap) {
         return {
           status: "member_cap",

@@ -47,13 +47,24 @@ export interface LuaLibrary {
 export function loadLibrary(dir: URL, names: readonly string[]): LuaLibrary {
   const included = new Set<string>();
   const head: string[] = [];
+  // An include's own includes are inlined where they stand (as loadScript does: later helpers use earlier ones);
+  // a script's includes go to the library's head, once.
+  const inline = (file: string): string =>
+    readFileSync(new URL(`${file}.lua`, dir), "utf8").replace(
+      /^--- @include "([^"]+)"[ \t]*$/gm,
+      (_line, target: string) => {
+        if (included.has(target)) return `-- (already included: ${target})`;
+        included.add(target);
+        return inline(target);
+      },
+    );
   const resolve = (file: string): string =>
     readFileSync(new URL(`${file}.lua`, dir), "utf8").replace(
       /^--- @include "([^"]+)"[ \t]*$/gm,
       (_line, target: string) => {
         if (!included.has(target)) {
           included.add(target);
-          head.push(resolve(target));
+          head.push(inline(target));
         }
         return `-- (included above: ${target})`;
       },

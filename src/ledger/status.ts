@@ -15,6 +15,8 @@ export enum ScriptStatus {
   MemberCap = -8,
   /** A subscription change the current state does not allow. */
   BadTransition = -10,
+  /** The request id belongs to another account (Reserve with its claim key). */
+  RequestIdTaken = -11,
 }
 
 /** Bucket kinds and their default draw priority (lower is drawn first). */

@@ -138,8 +138,9 @@ describe("e2e: audit CLI", () => {
   });
 
   it("exits 2, not 1, when Redis refuses the audit's commands", async () => {
-    // A Redis without scripting: every account's audit fails (and several are in flight at once).
-    const locked = await startRedisServer({ extraArgs: ["--rename-command", "EVALSHA", "", "--rename-command", "EVAL", ""] });
+    // A Redis without scripting (the ledger's scripts are a Functions library): every account's audit fails (and
+    // several are in flight at once).
+    const locked = await startRedisServer({ extraArgs: ["--rename-command", "FCALL", "", "--rename-command", "FUNCTION", ""] });
     const lockedClient = new Redis(locked.url);
     try {
       for (let i = 0; i < 40; i++) await lockedClient.hset(`locked:{a${i}}:acct`, "granted", "0");

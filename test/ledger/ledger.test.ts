@@ -1,7 +1,8 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import type { Ledger } from "../../src/ledger/ledger.js";
+import { Cluster } from "ioredis";
+import { Ledger } from "../../src/ledger/ledger.js";
 import type { BucketKindName } from "../../src/ledger/status.js";
-import { useTestRedis } from "../support/redis.js";
+import { startTestCluster, uniquePrefix, useTestRedis } from "../support/redis.js";
 import {
   C, DAY, HOUR, MINUTE, T0, type TestLedger, expectConsistent, give, openLedger, snapshot,
 } from "../support/ledger.js";
@@ -199,6 +200,39 @@ describe("idempotency", () => {
     expect(await reserve(31, { requestId })).toEqual({ status: "amount_conflict", firstAmountMicros: 30 * C });
     expect(await reserve(30, { requestId, accountId: "globex" })).toEqual({ status: "request_id_taken", otherAccountId: acct });
     expect(await snapshot(env.redis, t.prefix)).toEqual(before);
+  });
+
+  it("a refused Reserve leaves its request id free: another account may take it, the same one may retry", async () => {
+    await give(ledger, "globex", 100, "allowance");
+    const requestId = rid();
+    expect((await reserve(30, { requestId })).status).toBe("insufficient");
+    expect(await env.redis.exists(ledger.keys.requestClaim(requestId))).toBe(0);
+    expect((await reserve(30, { requestId, accountId: "globex" })).status).toBe("held");
+    expect(await env.redis.get(ledger.keys.requestClaim(requestId))).toBe("globex");
+    expect(await reserve(30, { requestId })).toEqual({ status: "request_id_taken", otherAccountId: "globex" });
+  });
+
+  it("on Cluster the request id is claimed by a command of its own, with the same outcomes", async () => {
+    const cluster = await startTestCluster();
+    const client = new Cluster(cluster.nodes);
+    try {
+      const l = new Ledger(client, { keyPrefix: uniquePrefix(), retentionMs: DAY, ledgerMaxEntries: 0 });
+      await l.loadScripts();
+      const grant = (accountId: string) =>
+        l.grant({ accountId, grantId: "g", amountMicros: 100 * C, kind: "topup", priority: 0, expiresAtMs: 0 });
+      await grant("globex");
+      const r = (accountId: string, credits: number) => l.reserve({ accountId, requestId: "shared", amountMicros: credits * C, ttlMs: MINUTE });
+      expect((await r("acme", 30)).status).toBe("insufficient");
+      expect(await client.exists(l.keys.requestClaim("shared"))).toBe(0);
+      expect((await r("globex", 30)).status).toBe("held");
+      expect((await r("globex", 30)).status).toBe("replayed");
+      await grant("acme");
+      expect(await r("acme", 30)).toEqual({ status: "request_id_taken", otherAccountId: "globex" });
+      expect((await l.balance("acme")).availableMicros).toBe(100 * C);
+    } finally {
+      client.disconnect();
+      await cluster.stop();
+    }
   });
 
   it("a repeated Settle returns the first outcome; another charge is refused", async () => {

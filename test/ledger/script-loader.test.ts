@@ -63,10 +63,13 @@ describe("the Functions library", () => {
     const dir = folder({
       "add-1": '--- @include "inc/a"\nreturn redis.call("INCRBY", KEYS[1], a(tonumber(ARGV[1])))',
       "echo-0": '--- @include "inc/a"\nreturn { a(1), ARGV[1] }',
-      "inc/a": "local calls = 0\nlocal function a(n) calls = calls + 1 return n * 10 end",
+      "inc/a": '--- @include "inc/base"\nlocal function a(n) return ten(n) end',
+      "inc/base": "local function ten(n) return n * 10 end",
     });
     const lib = loadLibrary(dir, ["add-1", "echo-0"]);
     expect(lib.code.match(/local function a\(/g)).toHaveLength(1);
+    // A nested include stands before the include that uses it.
+    expect(lib.code.indexOf("local function ten(")).toBeLessThan(lib.code.indexOf("local function a("));
     expect(lib.code.startsWith(`#!lua name=${lib.name}\n`)).toBe(true);
     expect(await t.redis.call("FUNCTION", "LOAD", "REPLACE", lib.code)).toBe(lib.name);
     const key = "lib-test-counter";

@@ -87,9 +87,13 @@ period_charged(a, charged)
 local avail = available(a)
 local cd = format_draws(merge_draws(covered))
 local hx = hold_expired and 1 or 0
-redis.call('HSET', KEYS[4], 'st', 's', 'cq', int(charge), 'ch', int(charged), 'rel', int(released),
-  'unc', int(uncovered), 'cd', cd, 'hx', hx, 'st_t', int(now), 'sav', int(avail))
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[4], 'rc', ARGV[7]) end
+local rsv = { 'st', 's', 'cq', int(charge), 'ch', int(charged), 'rel', int(released),
+  'unc', int(uncovered), 'cd', cd, 'hx', hx, 'st_t', int(now), 'sav', int(avail) }
+if ARGV[7] ~= '' then
+  rsv[#rsv + 1] = 'rc'
+  rsv[#rsv + 1] = ARGV[7]
+end
+redis.call('HSET', KEYS[4], unpack(rsv))
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
 
 local entry = { 'op', 'settle', 't', int(now), 'req', request_id, 'amt', int(charged), 'd', cd,

@@ -4,6 +4,8 @@
   KEYS[1] account hash        KEYS[2] holds zset        KEYS[3] ledger stream
   KEYS[4] reservation hash    KEYS[5] sweep index zset (same slot as the account)   KEYS[6] members hash
   KEYS[7] events stream of the account's slot
+  KEYS[8] the request id's claim (optional): on one Redis the claim is checked and made here, in the same call;
+          on Cluster it lives in another slot, so the ledger makes it with SET NX GET before and passes 7 keys
   ARGV[1] now ms ('' = Redis clock)   ARGV[2] account id   ARGV[3] request id   ARGV[4] amount
   ARGV[5] hold ttl ms                 ARGV[6] record retention ms              ARGV[7] ledger max length (0 = no cap)
   ARGV[8] request fingerprint: what makes a repeat of this request id the same request (the amount, or a hash of
@@ -22,10 +24,15 @@
     { -1, available, required }                     insufficient credits: nothing changed
     { -3, first_amount }                            the request id was used for a different request
     { -8, cap, used, held }                         the member's cap for this period would be passed: nothing changed
+    { -11, other_account }                          (with KEYS[8]) the request id is another account's: nothing changed
 ]]
 --- @include "includes/account"
 
 local amount = tonumber(ARGV[4])
+local claim = KEYS[8] and redis.call('GET', KEYS[8])
+if claim and claim ~= ARGV[2] then
+  return { -11, claim }
+end
 local existing = redis.call('HMGET', KEYS[4], 'amt', 'av', 'exp', 'd', 'fp')
 if existing[1] then
   if (existing[5] or existing[1]) ~= ARGV[8] then
@@ -66,14 +73,20 @@ mark_total(a, 'held')
 member_held(a, member_id, amount)
 avail = available(a)
 
-redis.call('HSET', KEYS[4], 'st', 'h', 'amt', int(amount), 't', int(now), 'exp', int(deadline), 'd', draws_str,
-  'av', int(avail))
-if ARGV[8] ~= int(amount) then redis.call('HSET', KEYS[4], 'fp', ARGV[8]) end
-if ARGV[9] ~= '' then redis.call('HSET', KEYS[4], 'pc', ARGV[9], 'cv', ARGV[10]) end
-if member_id ~= '' then redis.call('HSET', KEYS[4], 'mb', member_id) end
-if ARGV[12] ~= '' then redis.call('HSET', KEYS[4], 'opn', ARGV[12]) end
-if ARGV[13] ~= '' then redis.call('HSET', KEYS[4], 'mdl', ARGV[13]) end
+-- One HSET for the reservation, whatever it carries.
+local rsv = { 'st', 'h', 'amt', int(amount), 't', int(now), 'exp', int(deadline), 'd', draws_str, 'av', int(avail) }
+local function keep(field, value) rsv[#rsv + 1] = field rsv[#rsv + 1] = value end
+if ARGV[8] ~= int(amount) then keep('fp', ARGV[8]) end
+if ARGV[9] ~= '' then keep('pc', ARGV[9]) keep('cv', ARGV[10]) end
+if member_id ~= '' then keep('mb', member_id) end
+if ARGV[12] ~= '' then keep('opn', ARGV[12]) end
+if ARGV[13] ~= '' then keep('mdl', ARGV[13]) end
+redis.call('HSET', KEYS[4], unpack(rsv))
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]) + tonumber(ARGV[6]))
+-- The claim is made only by a hold: a refusal leaves the request id free, as if never seen.
+if KEYS[8] and not claim then
+  redis.call('SET', KEYS[8], ARGV[2], 'PX', tonumber(ARGV[5]) + tonumber(ARGV[6]))
+end
 redis.call('ZADD', KEYS[2], int(deadline), hold_member(request_id, draws_str, member_id))
 if not a.nx or deadline < a.nx then set_nx(a, deadline) end
 
