@@ -119,6 +119,18 @@ const WEBHOOK_SECRET_MAX = 1024;
 export const CONFIG_FILE_ENV = "CREDITD_CONFIG_FILE";
 const ENV_PREFIX = "CREDITD_";
 
+/** A URL with one of the protocols and a host, returned as written. */
+function urlWith(raw: string, protocols: readonly string[]): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new InvalidValue();
+  }
+  if (!protocols.includes(url.protocol) || url.hostname === "") throw new InvalidValue();
+  return raw;
+}
+
 function integer(min: number, max: number): { allowed: string; parse: (raw: string) => number } {
   return {
     allowed: `an integer between ${min} and ${max}`,
@@ -200,18 +212,7 @@ const SETTINGS: readonly AnySetting[] = [
     description:
       "URL of an existing Redis (standalone). When neither this nor CREDITD_REDIS_CLUSTER_NODES is set, " +
       "creditd starts a local redis-server in CREDITD_DATA_DIR.",
-    parse(raw) {
-      let url: URL;
-      try {
-        url = new URL(raw);
-      } catch {
-        throw new InvalidValue();
-      }
-      if ((url.protocol !== "redis:" && url.protocol !== "rediss:") || url.hostname === "") {
-        throw new InvalidValue();
-      }
-      return raw;
-    },
+    parse: (raw) => urlWith(raw, ["redis:", "rediss:"]),
     show: redactUrl,
   },
   {
@@ -352,16 +353,7 @@ const SETTINGS: readonly AnySetting[] = [
     description:
       "Where account events are POSTed, signed, retried and dead-lettered after the last attempt (see Webhooks). " +
       "Unset: no webhooks.",
-    parse(raw) {
-      let url: URL;
-      try {
-        url = new URL(raw);
-      } catch {
-        throw new InvalidValue();
-      }
-      if ((url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") throw new InvalidValue();
-      return raw;
-    },
+    parse: (raw) => urlWith(raw, ["http:", "https:"]),
     show: redactUrl,
   },
   {

@@ -16,10 +16,10 @@
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { hostname } from "node:os";
-import calculateSlot from "cluster-key-slot";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { KeySpace, SLOTS } from "../ledger/keys.js";
+import { KeySpace } from "../ledger/keys.js";
+import { globEscape, mastersWithSlots, slotKeysOn } from "../ledger/slot-keys.js";
 import { isCluster } from "../ledger/ledger.js";
 import { keyCount, loadScript } from "../ledger/script-loader.js";
 import type { RedisClient } from "../redis/connect.js";
@@ -126,9 +126,8 @@ type StreamEntry = [id: string, fields: string[] | null];
 const PEL_PAGE = 100;
 /** Streams inspected per pipeline of the periodic pass. */
 const PASS_BATCH = 1024;
-/** Up to this many keys per slot a master owns, the pass finds the events streams with SCAN (see streamsOn). */
+/** Up to this many keys per slot a master owns, the pass finds the events streams with SCAN (see slotKeysOn). */
 const SCAN_KEYS_PER_SLOT = 16;
-const SCAN_COUNT = 1000;
 /** Consumers without pending entries idle this long are forgotten (webhook-consumers-1.lua), every few passes. */
 const CONSUMER_IDLE_MS = 60 * 60_000;
 const CLEANUP_EVERY_PASSES = 10;
@@ -266,8 +265,15 @@ export class WebhookDispatcher {
     this.passes += 1;
     const cleanup = this.passes % CLEANUP_EVERY_PASSES === 1;
     const crowded: StreamState[] = [];
-    for (const { node, slots } of masters(this.redis)) {
-      const keys = await this.streamsOn(node, slots);
+    for (const { node, slots } of mastersWithSlots(this.redis)) {
+      // The streams SCAN finds when the master's keyspace is small, else every slot's (as the sweeper does).
+      const keys = await slotKeysOn(node, slots, {
+        keyOfSlot: (slot) => this.keys.eventsOfSlot(slot),
+        pattern: this.pattern,
+        type: "stream",
+        keysPerSlot: SCAN_KEYS_PER_SLOT,
+        stopped: () => this.stopping,
+      });
       for (let i = 0; i < keys.length && !this.stopping; i += PASS_BATCH) {
         const batch = keys.slice(i, i + PASS_BATCH);
         // Existence is asked only of streams not known yet (XINFO of a missing key is an error reply).
@@ -310,29 +316,6 @@ export class WebhookDispatcher {
     await Promise.all(
       crowded.map((s) => this.forgetConsumers(s.key, WEBHOOK_GROUP, CONSUMER_IDLE_MS, this.consumer)),
     );
-  }
-
-  /**
-   * The events streams to look at on one master. On a small keyspace (at most SCAN_KEYS_PER_SLOT keys per slot it
-   * owns) SCAN finds the ones that exist for a few commands; on a bigger one walking every key would cost more than
-   * asking after every slot's stream, so it does that (the sweeper makes the same choice for its indexes).
-   */
-  private async streamsOn(node: Redis, slots: number[]): Promise<string[]> {
-    const everySlot = () => slots.map((slot) => this.keys.eventsOfSlot(slot));
-    if (slots.length === 0 || (await node.dbsize()) > slots.length * SCAN_KEYS_PER_SLOT) return everySlot();
-    const owned = new Set(slots);
-    const found = new Set<string>(); // SCAN may return a key twice
-    let cursor = "0";
-    do {
-      const [next, keys] = await node.scan(cursor, "MATCH", this.pattern, "COUNT", SCAN_COUNT, "TYPE", "stream");
-      cursor = next;
-      for (const key of keys) {
-        // Only keys of exactly the events form, of a slot this master owns (another prefix could match the pattern).
-        const slot = calculateSlot(key);
-        if (owned.has(slot) && key === this.keys.eventsOfSlot(slot)) found.add(key);
-      }
-    } while (cursor !== "0" && !this.stopping);
-    return [...found];
   }
 
   private runPass(): void {
@@ -673,26 +656,6 @@ function first<T>(set: Set<T>): T | undefined {
 }
 
 /** Our group's counters from XINFO GROUPS ([name, v, consumers, v, pending, v, ..., lag, v] per group). */
-/** Each master with the slots it owns (one Redis: all of them). */
-function masters(redis: RedisClient): Array<{ node: Redis; slots: number[] }> {
-  const all = Array.from({ length: SLOTS }, (_, slot) => slot);
-  if (!isCluster(redis)) return [{ node: redis, slots: all }];
-  const byAddress = new Map<string, { node: Redis; slots: number[] }>();
-  for (const node of redis.nodes("master")) {
-    byAddress.set(`${node.options.host}:${node.options.port}`, { node, slots: [] });
-  }
-  for (const slot of all) {
-    const owner = redis.slots[slot]?.[0];
-    if (owner) byAddress.get(owner)?.slots.push(slot);
-  }
-  return [...byAddress.values()];
-}
-
-/** A literal for a SCAN MATCH pattern. */
-function globEscape(s: string): string {
-  return s.replace(/[*?[\]\\]/g, "\\$&");
-}
-
 function groupInfo(
   reply: unknown[],
   name: string,

@@ -1,8 +1,6 @@
-import calculateSlot from "cluster-key-slot";
-import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { SLOTS } from "./keys.js";
-import { type Ledger, isCluster } from "./ledger.js";
+import type { Ledger } from "./ledger.js";
+import { globEscape, mastersWithSlots, slotKeysOn } from "./slot-keys.js";
 
 /** How many sweep indexes one pipeline reads, and how many due accounts one index yields per pass. */
 const SLOTS_PER_PIPELINE = 1024;
@@ -16,7 +14,6 @@ const ACCOUNTS_PER_SLOT = 100;
  * replica, is the one to spare.
  */
 export const SCAN_KEYS_PER_SLOT = 4;
-const SCAN_COUNT = 1000;
 
 /**
  * Releases the holds of accounts nobody touches any more. Every script already releases an account's expired holds
@@ -77,8 +74,14 @@ export class Sweeper {
   async sweepOnce(): Promise<number> {
     const now = this.opts.nowMs?.() ?? Date.now();
     let touched = 0;
-    for (const { node, slots } of this.slotOwners()) {
-      const indexes = await this.indexesOn(node, slots);
+    for (const { node, slots } of mastersWithSlots(this.ledger.redis)) {
+      // The indexes SCAN finds when the master's keyspace is small, else every slot's.
+      const indexes = await slotKeysOn(node, slots, {
+        keyOfSlot: (slot) => this.ledger.keys.sweepIndexOfSlot(slot),
+        pattern: this.pattern,
+        type: "zset",
+        keysPerSlot: this.opts.scanKeysPerSlot ?? SCAN_KEYS_PER_SLOT,
+      });
       for (let i = 0; i < indexes.length; i += SLOTS_PER_PIPELINE) {
         const pipeline = node.pipeline();
         for (const key of indexes.slice(i, i + SLOTS_PER_PIPELINE)) {
@@ -94,45 +97,4 @@ export class Sweeper {
     }
     return touched;
   }
-
-  /** The sweep indexes to read on one master: the ones SCAN finds when its keyspace is small, else every slot's. */
-  private async indexesOn(node: Redis, slots: number[]): Promise<string[]> {
-    const keysPerSlot = this.opts.scanKeysPerSlot ?? SCAN_KEYS_PER_SLOT;
-    const everySlot = () => slots.map((slot) => this.ledger.keys.sweepIndexOfSlot(slot));
-    if (keysPerSlot <= 0 || slots.length === 0) return everySlot();
-    if (Number.isFinite(keysPerSlot) && (await node.dbsize()) > slots.length * keysPerSlot) return everySlot();
-    const owned = new Set(slots);
-    const found = new Set<string>(); // SCAN may return a key twice
-    let cursor = "0";
-    do {
-      const [next, keys] = await node.scan(cursor, "MATCH", this.pattern, "COUNT", SCAN_COUNT, "TYPE", "zset");
-      cursor = next;
-      for (const key of keys) {
-        // Only keys of exactly the index form, of a slot this master owns (another prefix could match the pattern).
-        const slot = calculateSlot(key);
-        if (owned.has(slot) && key === this.ledger.keys.sweepIndexOfSlot(slot)) found.add(key);
-      }
-    } while (cursor !== "0");
-    return [...found];
-  }
-
-  private slotOwners(): Array<{ node: Redis; slots: number[] }> {
-    const redis = this.ledger.redis;
-    const all = Array.from({ length: SLOTS }, (_, s) => s);
-    if (!isCluster(redis)) return [{ node: redis, slots: all }];
-    const byKey = new Map<string, { node: Redis; slots: number[] }>();
-    for (const node of redis.nodes("master")) {
-      byKey.set(`${node.options.host}:${node.options.port}`, { node, slots: [] });
-    }
-    all.forEach((slot) => {
-      const owner = redis.slots[slot]?.[0];
-      if (owner) byKey.get(owner)?.slots.push(slot);
-    });
-    return [...byKey.values()];
-  }
-}
-
-/** A literal for a SCAN MATCH pattern. */
-function globEscape(s: string): string {
-  return s.replace(/[*?[\]\\]/g, "\\$&");
 }

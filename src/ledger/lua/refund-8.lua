@@ -73,12 +73,9 @@ redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
 local entry = { 'op', 'refund', 't', int(now), 'req', request_id, 'amt', int(refunded), 'd',
   (r.st == 'h') and r.d or r.cd, 'to_expired', int(to_expired), 'from', r.st, 'reason', ARGV[4] }
 local op, model = r.opn or '', r.mdl or ''
-for _, kv in ipairs({ { 'member', member_id }, { 'operation', op }, { 'model', model } }) do
-  if kv[2] ~= '' then
-    entry[#entry + 1] = kv[1]
-    entry[#entry + 1] = kv[2]
-  end
-end
+put_nonempty(entry, 'member', member_id)
+put_nonempty(entry, 'operation', op)
+put_nonempty(entry, 'model', model)
 log_entry(a, entry)
 if r.st == 's' then
   usage_add(KEYS[8], now, tonumber(ARGV[7]), op, model, 0, -refunded, refunded, 0, 0)

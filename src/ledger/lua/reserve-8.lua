@@ -75,12 +75,11 @@ avail = available(a)
 
 -- One HSET for the reservation, whatever it carries.
 local rsv = { 'st', 'h', 'amt', int(amount), 't', int(now), 'exp', int(deadline), 'd', draws_str, 'av', int(avail) }
-local function keep(field, value) rsv[#rsv + 1] = field rsv[#rsv + 1] = value end
-if ARGV[8] ~= int(amount) then keep('fp', ARGV[8]) end
-if ARGV[9] ~= '' then keep('pc', ARGV[9]) keep('cv', ARGV[10]) end
-if member_id ~= '' then keep('mb', member_id) end
-if ARGV[12] ~= '' then keep('opn', ARGV[12]) end
-if ARGV[13] ~= '' then keep('mdl', ARGV[13]) end
+if ARGV[8] ~= int(amount) then put_nonempty(rsv, 'fp', ARGV[8]) end
+if ARGV[9] ~= '' then put_nonempty(rsv, 'pc', ARGV[9]) put_nonempty(rsv, 'cv', ARGV[10]) end
+put_nonempty(rsv, 'mb', member_id)
+put_nonempty(rsv, 'opn', ARGV[12])
+put_nonempty(rsv, 'mdl', ARGV[13])
 redis.call('HSET', KEYS[4], unpack(rsv))
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]) + tonumber(ARGV[6]))
 -- The claim is made only by a hold: a refusal leaves the request id free, as if never seen.
@@ -92,10 +91,7 @@ if not a.nx or deadline < a.nx then set_nx(a, deadline) end
 
 local entry = { 'op', 'reserve', 't', int(now), 'req', request_id, 'amt', int(amount), 'd', draws_str,
   'exp', int(deadline) }
-if member_id ~= '' then
-  entry[#entry + 1] = 'member'
-  entry[#entry + 1] = member_id
-end
+put_nonempty(entry, 'member', member_id)
 log_entry(a, entry)
 save_account(a)
 return { 0, int(amount), int(avail), int(deadline), draws_str, crossed(a) }

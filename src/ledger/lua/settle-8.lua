@@ -89,36 +89,18 @@ local cd = format_draws(merge_draws(covered))
 local hx = hold_expired and 1 or 0
 local rsv = { 'st', 's', 'cq', int(charge), 'ch', int(charged), 'rel', int(released),
   'unc', int(uncovered), 'cd', cd, 'hx', hx, 'st_t', int(now), 'sav', int(avail) }
-if ARGV[7] ~= '' then
-  rsv[#rsv + 1] = 'rc'
-  rsv[#rsv + 1] = ARGV[7]
-end
+put_nonempty(rsv, 'rc', ARGV[7])
 redis.call('HSET', KEYS[4], unpack(rsv))
 redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
 
 local entry = { 'op', 'settle', 't', int(now), 'req', request_id, 'amt', int(charged), 'd', cd,
   'released', int(released), 'uncovered', int(uncovered), 'hold_expired', hx }
-if member_id ~= '' then
-  entry[#entry + 1] = 'member'
-  entry[#entry + 1] = member_id
-end
 local op, model, qty = r.opn or '', r.mdl or '', ARGV[8]
-if op ~= '' then
-  entry[#entry + 1] = 'operation'
-  entry[#entry + 1] = op
-end
-if model ~= '' then
-  entry[#entry + 1] = 'model'
-  entry[#entry + 1] = model
-end
-if qty ~= '' then
-  entry[#entry + 1] = 'qty'
-  entry[#entry + 1] = qty
-end
-if ARGV[7] ~= '' then
-  entry[#entry + 1] = 'receipt'
-  entry[#entry + 1] = ARGV[7]
-end
+put_nonempty(entry, 'member', member_id)
+put_nonempty(entry, 'operation', op)
+put_nonempty(entry, 'model', model)
+put_nonempty(entry, 'qty', qty)
+put_nonempty(entry, 'receipt', ARGV[7])
 log_entry(a, entry)
 local input_tokens, output_tokens = usage_tokens(qty)
 usage_add(KEYS[8], now, tonumber(ARGV[9]), op, model, 1, charged, 0, input_tokens, output_tokens)

@@ -93,6 +93,14 @@ local function mark_remaining(a, b)
   a.set['b' .. b.id .. '.r'] = int(b.r)
 end
 
+-- Appends name, value to a flat field list (an entry, an HSET) unless value is empty: optional fields stay absent.
+local function put_nonempty(list, name, value)
+  if value ~= nil and value ~= '' then
+    list[#list + 1] = name
+    list[#list + 1] = value
+  end
+end
+
 -- Queues a ledger entry; it is written by save_account, so a refused call writes nothing.
 local function log_entry(a, fields)
   a.log[#a.log + 1] = fields
