@@ -149,6 +149,7 @@ async function main() {
   const loadgen = startLoadgen();
   const pids = { creditd: creditd.pid, redis: redisServer.pid };
   const job = (streams) => loadgen.run({ port: creditd.grpcPort, pids, streams });
+  const bigLoadgen = startLoadgen();
 
   // Idle RSS: after startup (tokenizers loaded by the Meter at construction), before any request.
   await sleep(1000);
@@ -283,24 +284,32 @@ async function main() {
     const sec = "4 large prompts";
     const { rate, windowS, rounds, bigBytes } = P.s4;
     const small = (id) => ({ name: "small", op: { kind: "reserve", ...ACCT, idPrefix: id }, rate, durationMs: windowS * 1000 });
-    const big = (id) => ({ name: "big", op: { kind: "bigtext", ...ACCT, model: "gpt-4o", bytes: bigBytes, idPrefix: id }, concurrency: 1, background: true });
+    // The 1 MB prompts come from a load generator of their own, as they would from another client of the proxy:
+    // building and writing a 1 MB frame blocks the sending process for milliseconds, and in the small calls'
+    // process that would delay their timers and count as creditd's latency.
+    const big = (id, durationMs) => ({ name: "big", op: { kind: "bigtext", ...ACCT, model: "gpt-4o", bytes: bigBytes, idPrefix: id }, concurrency: 1, durationMs });
+    const bigJob = (streams) => bigLoadgen.run({ port: creditd.grpcPort, pids: {}, streams });
     // The first big prompt starts the worker pool; not measured.
-    check(await job([{ ...big(ids("b4w")), background: false, count: 1 }]), "big warm-up");
+    check(await bigJob([{ ...big(ids("b4w")), count: 1 }]), "big warm-up");
     const alone = [];
     const withBig = [];
     const bigLat = [];
     let bigDone = 0;
     for (let r = 0; r < rounds; r++) {
       const a = check(await job([small(ids("s4a"))]), "small alone");
-      const b = check(await job([small(ids("s4b")), big(ids("b4"))]), "small with big");
+      // The large prompts start first and go on a little past the small calls' window.
+      const bigRun = bigJob([big(ids(`b4r${r}`), windowS * 1000 + 500)]);
+      await sleep(200);
+      const b = check(await job([small(ids("s4b"))]), "small with big");
+      const g = check(await bigRun, "big prompts");
       alone.push(a.streams[0].latencyMs.p99);
       withBig.push(b.streams[0].latencyMs.p99);
-      bigLat.push(b.streams[1].latencyMs.p50);
-      bigDone += b.streams[1].ok;
-      details[`s4.round${r}`] = { alone: a, withBig: b };
+      bigLat.push(g.streams[0].latencyMs.p50);
+      bigDone += g.streams[0].ok;
+      details[`s4.round${r}`] = { alone: a, withBig: b, big: g };
     }
     table.add({ section: sec, figure: `p99 small Reserve at ${rate}/s, 1 MB prompts counted meanwhile`, unit: "ms", value: median(withBig), baseline: median(alone), baselineLabel: "no large prompts", target: { ratioMax: 2 } });
-    table.add({ section: sec, figure: "1 MB prompt Reserve latency p50 (1 in flight)", unit: "ms", value: median(bigLat), baseline: null, baselineLabel: `${bigDone} counted in ${rounds * windowS} s` });
+    table.add({ section: sec, figure: "1 MB prompt Reserve latency p50 (1 in flight)", unit: "ms", value: median(bigLat), baseline: null, baselineLabel: `${bigDone} counted in ${rounds * (windowS + 0.5)} s` });
   });
 
   // --------------------------------------------------------------------------------------------- 6 scale
@@ -501,6 +510,7 @@ async function main() {
   ledgerClient.disconnect();
   admin.disconnect();
   loadgen.stop();
+  bigLoadgen.stop();
   await creditd.stop();
   await shutdown();
 

@@ -46,6 +46,11 @@ export interface MeterOptions {
   readonly workers?: number;
   /** Batches that may wait for a worker; beyond it counts fail with MeterOverloadedError. Default 64. */
   readonly maxQueue?: number;
+  /**
+   * Nice increment of the worker threads (0..19): a large count yields the CPU to the RPC thread, so small calls keep
+   * their latency while a 1 MB prompt is being counted. Default 10.
+   */
+  readonly workerNice?: number;
 }
 
 export interface CountOptions {
@@ -95,6 +100,7 @@ export const DEFAULT_INLINE_MAX_BYTES = 16 * 1024;
 export const DEFAULT_MAX_INPUT_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_CACHE_ENTRIES = 50_000;
 export const DEFAULT_MAX_QUEUE = 64;
+export const DEFAULT_WORKER_NICE = 10;
 /** Strings sent to a worker are grouped into tasks of at most this many bytes (a longer string is a task alone). */
 export const WORKER_BATCH_BYTES = 1024 * 1024;
 
@@ -125,6 +131,7 @@ export class Meter {
   readonly maxInputBytes: number;
   readonly cacheEntries: number;
   readonly workers: number;
+  readonly workerNice: number;
   readonly maxQueue: number;
 
   readonly #cache: LRUCache<string, number> | undefined;
@@ -149,6 +156,7 @@ export class Meter {
     this.maxQueue = intOption("maxQueue", options.maxQueue, DEFAULT_MAX_QUEUE, 1);
     const maxWorkers = Math.max(1, availableParallelism() - 1);
     this.workers = Math.min(intOption("workers", options.workers, maxWorkers, 1), maxWorkers);
+    this.workerNice = Math.min(intOption("workerNice", options.workerNice, DEFAULT_WORKER_NICE, 0), 19);
     this.#cache = this.cacheEntries > 0 ? new LRUCache<string, number>({ max: this.cacheEntries }) : undefined;
     // Load the encodings for inline counts now (blocks ~300 ms once per process, at startup rather than on a
     // request). The workers start on the first large count, or at warmup().
@@ -222,6 +230,8 @@ export class Meter {
       maxThreads: this.workers,
       idleTimeout: 60_000,
       maxQueue: this.maxQueue,
+      // piscina lowers each worker thread's priority with @napi-rs/nice (its optional dependency; installed with it).
+      niceIncrement: this.workerNice,
     });
     return this.#pool;
   }

@@ -1,6 +1,7 @@
 // The Meter: worker path, event-loop responsiveness under concurrency, the per-message cache, the size limit, the
 // bounded queue.
 import { createHash } from "node:crypto";
+import { readFileSync, readdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { afterAll, describe, expect, it } from "vitest";
@@ -25,6 +26,41 @@ describe("worker path", () => {
     const after = meter.stats();
     expect(after.workerTexts - before.workerTexts).toBe(2);
     expect(after.inlineTexts - before.inlineTexts).toBe(0);
+  });
+
+  it("runs its workers at a lower priority (nice 10 by default, workerNice to change it), the RPC thread keeps its own", async () => {
+    // The threads of this process by id, with their nice value (field 19 of /proc/<pid>/task/<tid>/stat).
+    const threads = (): Map<string, number> =>
+      new Map(
+        readdirSync("/proc/self/task").map((tid) => {
+          const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+          return [tid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])];
+        }),
+      );
+    const newNices = (before: Map<string, number>): number[] =>
+      [...threads()].filter(([tid]) => !before.has(tid)).map(([, nice]) => nice);
+    const own = threads().get(String(process.pid))!;
+    const m10 = new Meter({ workers: 1 });
+    const m5 = new Meter({ workers: 1, workerNice: 5 });
+    try {
+      // Every thread the pool started (from src/ the worker also starts a module-hooks thread, at its priority).
+      let before = threads();
+      await m10.warmup();
+      const started10 = newNices(before);
+      expect(started10.length).toBeGreaterThan(0);
+      expect(new Set(started10)).toEqual(new Set([own + 10]));
+      before = threads();
+      await m5.warmup();
+      const started5 = newNices(before);
+      expect(started5.length).toBeGreaterThan(0);
+      expect(new Set(started5)).toEqual(new Set([own + 5]));
+      expect(threads().get(String(process.pid))).toBe(own);
+    } finally {
+      await m10.close();
+      await m5.close();
+    }
+    expect(new Meter({ workerNice: 20 }).workerNice).toBe(19); // clamped: the lowest priority there is
+    expect(() => new Meter({ workerNice: -1 })).toThrow(/workerNice/);
   });
 
   it("counts small texts inline", async () => {
