@@ -40,23 +40,43 @@ local function clock(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- What a field name of the account hash is: { bucket number, attribute } for 'b<N>.<attr>', false for any other.
+-- Field names repeat across calls and accounts, so the answer is kept (a bounded memo of pure string parsing:
+-- it holds no account data, only what the name says) and a load does one table lookup per field.
+local FIELD_KIND, field_kinds = {}, 0
+local function field_kind(f)
+  local kind = FIELD_KIND[f]
+  if kind == nil then
+    local n, attr = string.match(f, '^b(%d+)%.(%a+)$')
+    kind = n and { n, attr } or false
+    if field_kinds < 20000 then
+      FIELD_KIND[f] = kind
+      field_kinds = field_kinds + 1
+    end
+  end
+  return kind
+end
+
+-- The per-call state of an account. Lists only some calls use (del, zrem, removed, members, events, crossed) are
+-- made when first written (see list_of); readers treat a missing one as empty.
 local function load_account(key, now, account_id, holds_key, sweep_key, ledger_key, maxlen, members_key, events_key)
   local flat = redis.call('HGETALL', key)
+  local buckets, sub, nxt, per = {}, {}, {}, {}
   local a = {
     key = key, now = now, account_id = account_id, holds_key = holds_key, sweep_key = sweep_key,
     ledger_key = ledger_key, maxlen = maxlen, members_key = members_key, events_key = events_key,
     granted = 0, held = 0, charged = 0, expired = 0, nb = 0, nx = false,
-    buckets = {}, set = {}, del = {}, log = {}, nx_changed = false, zrem = {}, removed = {},
-    sub = {}, nxt = {}, per = {}, members = {}, events = {}, crossed = {},
+    buckets = buckets, set = {}, log = {}, nx_changed = false, sub = sub, nxt = nxt, per = per,
   }
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
-    local n, attr = string.match(f, '^b(%d+)%.(%a+)$')
-    if n then
-      local b = a.buckets[n]
+    local kind = field_kind(f)
+    if kind then
+      local n, attr = kind[1], kind[2]
+      local b = buckets[n]
       if not b then
         b = { id = n, n = tonumber(n) }
-        a.buckets[n] = b
+        buckets[n] = b
       end
       if attr == 'k' or attr == 'gid' then b[attr] = v else b[attr] = tonumber(v) end
     elseif f == 'nx' then
@@ -64,25 +84,40 @@ local function load_account(key, now, account_id, holds_key, sweep_key, ledger_k
     elseif TOTALS[f] then
       a[f] = tonumber(v)
     else
-      local section, name = string.match(f, '^([snp])%.(.+)$')
-      if section == 's' then a.sub[name] = v
-      elseif section == 'n' then a.nxt[name] = v
-      elseif section == 'p' then a.per[name] = v
+      local c = string.byte(f, 1)
+      if string.byte(f, 2) == 46 and #f > 2 then -- '.'
+        if c == 115 then sub[string.sub(f, 3)] = v -- s.
+        elseif c == 110 then nxt[string.sub(f, 3)] = v -- n.
+        elseif c == 112 then per[string.sub(f, 3)] = v -- p.
+        end
       end
     end
   end
   local avail0 = 0
-  for _, b in pairs(a.buckets) do avail0 = avail0 + b.r end
+  for _, b in pairs(buckets) do avail0 = avail0 + b.r end
   a.avail0 = avail0
   return a
 end
+
+-- A per-call list of the account state, made when first written.
+local function list_of(a, name)
+  local l = a[name]
+  if not l then
+    l = {}
+    a[name] = l
+  end
+  return l
+end
+
+local NONE = {}
 
 -- Queues an event for the slot's events stream (consumers: webhooks, WatchEvents); written by save_account, in
 -- the same script as the change, so a refused call emits nothing.
 local function emit(a, event_type, fields)
   local ev = { 'type', event_type, 'account', a.account_id, 't', int(a.now) }
   for _, v in ipairs(fields) do ev[#ev + 1] = v end
-  a.events[#a.events + 1] = ev
+  local events = list_of(a, 'events')
+  events[#events + 1] = ev
 end
 
 local function mark_total(a, name)
@@ -146,7 +181,8 @@ local function expire_bucket(a, b, t)
   for _, attr in ipairs(BUCKET_ATTRS) do
     local f = 'b' .. b.id .. '.' .. attr
     a.set[f] = nil
-    a.del[#a.del + 1] = f
+    local del = list_of(a, 'del')
+    del[#del + 1] = f
   end
   log_entry(a, { 'op', 'expire', 't', int(t), 'bucket', 'b' .. b.id, 'kind', b.k, 'amt', int(b.r) })
 end
@@ -337,11 +373,11 @@ local function usage_period(a)
 end
 
 local function member_state(a, member_id)
-  local st = a.members[member_id]
+  local st = (a.members or NONE)[member_id]
   if not st then
     local v = redis.call('HMGET', a.members_key, member_id .. '.h', member_id .. '.u', member_id .. '.p')
     st = { h = tonumber(v[1]) or 0, u = tonumber(v[2]) or 0, p = v[3] or '', dirty = false }
-    a.members[member_id] = st
+    list_of(a, 'members')[member_id] = st
   end
   return st
 end
@@ -377,15 +413,16 @@ end
 -- Releases one live hold whose deadline has passed: its credits go back to their buckets. The member leaves the
 -- holds set when the account is saved, like every other write, so a refused call leaves the set as it was.
 local function expire_hold(a, member, deadline)
-  if a.removed[member] then return end
+  if (a.removed or NONE)[member] then return end
   local request_id, draws_str, member_id = split_hold(member)
   local draws, amount = parse_draws(draws_str)
   a.held = a.held - amount
   mark_total(a, 'held')
   member_held(a, member_id, -amount)
   local to_expired = give_back(a, draws)
-  a.removed[member] = true
-  a.zrem[#a.zrem + 1] = member
+  list_of(a, 'removed')[member] = true
+  local zrem = list_of(a, 'zrem')
+  zrem[#zrem + 1] = member
   log_entry(a, { 'op', 'hold_expired', 't', int(deadline), 'req', request_id, 'amt', int(amount),
     'd', draws_str, 'to_expired', int(to_expired) })
   emit(a, 'hold_expired', { 'req', request_id, 'amt', int(amount), 'deadline', int(deadline) })
@@ -393,8 +430,9 @@ end
 
 -- Removes a hold that ended by Settle or Refund.
 local function end_hold(a, member)
-  a.removed[member] = true
-  a.zrem[#a.zrem + 1] = member
+  list_of(a, 'removed')[member] = true
+  local zrem = list_of(a, 'zrem')
+  zrem[#zrem + 1] = member
 end
 
 -- Releases the holds whose deadline has passed (bounded per call; the rest go on the next touch or sweep).
@@ -461,7 +499,8 @@ local function check_warnings(a)
           seen[pct] = true
           fired = fired == '' and pct or (fired .. ',' .. pct)
           changed = true
-          a.crossed[#a.crossed + 1] = pct
+          local crossed = list_of(a, 'crossed')
+          crossed[#crossed + 1] = pct
           emit(a, 'threshold', { 'percent', pct, 'available', int(avail), 'period_credits', int(base),
             'period_end', a.per.e or '' })
         end
@@ -470,11 +509,13 @@ local function check_warnings(a)
     if changed then set_field(a, 'p', 'w', fired) end
     if avail == 0 and a.per.dep ~= '1' and (base > 0 or a.avail0 > 0) then
       set_field(a, 'p', 'dep', '1')
-      a.crossed[#a.crossed + 1] = 'depleted'
+      local crossed = list_of(a, 'crossed')
+      crossed[#crossed + 1] = 'depleted'
       emit(a, 'depleted', { 'available', '0', 'period_credits', int(base), 'period_end', a.per.e or '' })
     end
   elseif a.avail0 > 0 and avail == 0 then
-    a.crossed[#a.crossed + 1] = 'depleted'
+    local crossed = list_of(a, 'crossed')
+    crossed[#crossed + 1] = 'depleted'
     emit(a, 'depleted', { 'available', '0', 'period_credits', '0', 'period_end', '' })
   end
 end
@@ -526,13 +567,14 @@ local function save_account(a)
       args[#args + 1] = int(a.nx)
       redis.call('ZADD', a.sweep_key, int(a.nx), a.account_id)
     else
-      a.del[#a.del + 1] = 'nx'
+      local del = list_of(a, 'del')
+      del[#del + 1] = 'nx'
       redis.call('ZREM', a.sweep_key, a.account_id)
     end
   end
-  if #a.zrem > 0 then redis.call('ZREM', a.holds_key, unpack(a.zrem)) end
+  if a.zrem then redis.call('ZREM', a.holds_key, unpack(a.zrem)) end
   local margs = {}
-  for m, st in pairs(a.members) do
+  for m, st in pairs(a.members or NONE) do
     if st.dirty then
       margs[#margs + 1] = m .. '.h'
       margs[#margs + 1] = int(st.h)
@@ -543,7 +585,7 @@ local function save_account(a)
     end
   end
   if #margs > 0 then redis.call('HSET', a.members_key, unpack(margs)) end
-  if #a.del > 0 then redis.call('HDEL', a.key, unpack(a.del)) end
+  if a.del then redis.call('HDEL', a.key, unpack(a.del)) end
   if #args > 0 then redis.call('HSET', a.key, unpack(args)) end
   for _, fields in ipairs(a.log) do xadd(a.ledger_key, a.maxlen, fields, a.now) end
   -- Retention by age (CREDITD_LEDGER_RETENTION_DAYS), on top of the size cap: the scripts that set
@@ -552,7 +594,7 @@ local function save_account(a)
   if a.ledger_minid and #a.log > 0 then
     redis.call('XTRIM', a.ledger_key, 'MINID', '~', int(a.ledger_minid))
   end
-  if #a.events > 0 and a.events_key then
+  if a.events and a.events_key then
     for _, ev in ipairs(a.events) do xadd(a.events_key, a.maxlen, ev) end
     -- A wake-up for live watchers: the channel names no key, the message is the stream to read.
     redis.call('PUBLISH', string.match(a.events_key, '^(.*):events:{') .. ':events', a.events_key)
@@ -561,15 +603,15 @@ end
 
 -- The warnings this call crossed, for its reply ('20,5,depleted').
 local function crossed(a)
-  return table.concat(a.crossed, ',')
+  return a.crossed and table.concat(a.crossed, ',') or ''
 end
 
 -- A touch that found nothing to do writes nothing.
 local function has_changes(a)
-  if next(a.set) ~= nil or #a.del > 0 or #a.log > 0 or #a.zrem > 0 or a.nx_changed or #a.events > 0 then
+  if next(a.set) ~= nil or a.del or #a.log > 0 or a.zrem or a.nx_changed or a.events then
     return true
   end
-  for _, st in pairs(a.members) do
+  for _, st in pairs(a.members or NONE) do
     if st.dirty then return true end
   end
   return false
