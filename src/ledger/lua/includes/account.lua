@@ -149,19 +149,21 @@ local function set_nx(a, nx)
 end
 
 -- Buckets in draw order: priority, then earliest expiry (never-expiring last), then age.
+local function draw_before(x, y)
+  if x.p ~= y.p then return x.p < y.p end
+  local ex, ey = x.x, y.x
+  if ex == 0 then ex = math.huge end
+  if ey == 0 then ey = math.huge end
+  if ex ~= ey then return ex < ey end
+  return x.n < y.n
+end
+
 local function draw_order(a)
   local list = {}
   for _, b in pairs(a.buckets) do
     list[#list + 1] = b
   end
-  table.sort(list, function(x, y)
-    if x.p ~= y.p then return x.p < y.p end
-    local ex, ey = x.x, y.x
-    if ex == 0 then ex = math.huge end
-    if ey == 0 then ey = math.huge end
-    if ex ~= ey then return ex < ey end
-    return x.n < y.n
-  end)
+  if #list > 1 then table.sort(list, draw_before) end
   return list
 end
 
@@ -187,13 +189,19 @@ local function expire_bucket(a, b, t)
   log_entry(a, { 'op', 'expire', 't', int(t), 'bucket', 'b' .. b.id, 'kind', b.k, 'amt', int(b.r) })
 end
 
--- A bucket stops counting the moment it expires.
+-- A bucket stops counting the moment it expires. The due ones go in draw order (only they are sorted).
 local function expire_buckets(a)
-  local now = a.now
-  for _, b in ipairs(draw_order(a)) do
+  local now, due = a.now, nil
+  for _, b in pairs(a.buckets) do
     if b.x > 0 and b.x <= now then
-      expire_bucket(a, b, b.x)
+      due = due or {}
+      due[#due + 1] = b
     end
+  end
+  if not due then return end
+  if #due > 1 then table.sort(due, draw_before) end
+  for _, b in ipairs(due) do
+    expire_bucket(a, b, b.x)
   end
 end
 
@@ -528,24 +536,31 @@ end
 -- write order, as close to id_ms as it can be. ('*' would do the same in production, where the scripts' clock is
 -- Redis's own; with an injected clock it would jump to the server's wall-clock time instead.)
 local function xadd(key, maxlen, fields, id_ms)
-  local args = { key }
-  if maxlen > 0 then
-    args[2], args[3], args[4] = 'MAXLEN', '~', maxlen
-  end
-  local at = #args + 1
-  for i, v in ipairs(fields) do args[at + i] = v end
   if not id_ms then
-    args[at] = '*'
-    redis.call('XADD', unpack(args))
+    if maxlen > 0 then
+      redis.call('XADD', key, 'MAXLEN', '~', int(maxlen), '*', unpack(fields))
+    else
+      redis.call('XADD', key, '*', unpack(fields))
+    end
     return
   end
-  args[at] = int(id_ms) .. '-*'
-  local r = redis.pcall('XADD', unpack(args))
+  local ml = maxlen > 0 and int(maxlen)
+  local id = int(id_ms) .. '-*'
+  local r
+  if ml then
+    r = redis.pcall('XADD', key, 'MAXLEN', '~', ml, id, unpack(fields))
+  else
+    r = redis.pcall('XADD', key, id, unpack(fields))
+  end
   if type(r) == 'table' and r.err then
     -- A stream emptied by hand still remembers its last id, and has no entry to read it from: '*' then.
     local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-    args[at] = last and (string.match(last[1], '^(%d+)') .. '-*') or '*'
-    redis.call('XADD', unpack(args))
+    id = last and (string.match(last[1], '^(%d+)') .. '-*') or '*'
+    if ml then
+      redis.call('XADD', key, 'MAXLEN', '~', ml, id, unpack(fields))
+    else
+      redis.call('XADD', key, id, unpack(fields))
+    end
   end
 end
 
@@ -563,9 +578,10 @@ local function save_account(a)
   end
   if a.nx_changed then
     if a.nx then
+      local nx = int(a.nx)
       args[#args + 1] = 'nx'
-      args[#args + 1] = int(a.nx)
-      redis.call('ZADD', a.sweep_key, int(a.nx), a.account_id)
+      args[#args + 1] = nx
+      redis.call('ZADD', a.sweep_key, nx, a.account_id)
     else
       local del = list_of(a, 'del')
       del[#del + 1] = 'nx'

@@ -25,9 +25,15 @@ local function usage_code(s)
   return #s .. ':' .. s
 end
 
+-- The last day asked for, kept: nearly every call asks for today.
+local usage_day_last = { n = false, s = '' }
 local function usage_day(ms)
-  local y, m, d = period_civil_from_days(math.floor(ms / USAGE_DAY_MS))
-  return string.format('%04d-%02d-%02d', y, m, d)
+  local n = math.floor(ms / USAGE_DAY_MS)
+  if n == usage_day_last.n then return usage_day_last.s end
+  local y, m, d = period_civil_from_days(n)
+  local s = string.format('%04d-%02d-%02d', y, m, d)
+  usage_day_last.n, usage_day_last.s = n, s
+  return s
 end
 
 -- The group codes of a day's list.
