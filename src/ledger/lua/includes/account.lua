@@ -62,11 +62,14 @@ end
 local function load_account(key, now, account_id, holds_key, sweep_key, ledger_key, maxlen, members_key, events_key)
   local flat = redis.call('HGETALL', key)
   local buckets, sub, nxt, per = {}, {}, {}, {}
+  local avail0 = 0
   local a = {
     key = key, now = now, account_id = account_id, holds_key = holds_key, sweep_key = sweep_key,
     ledger_key = ledger_key, maxlen = maxlen, members_key = members_key, events_key = events_key,
     granted = 0, held = 0, charged = 0, expired = 0, nb = 0, nx = false,
-    buckets = buckets, set = {}, log = {}, nx_changed = false, sub = sub, nxt = nxt, per = per,
+    buckets = buckets, set = {}, log = {}, nx_changed = false, sub = sub, nxt = nxt, per = per, avail0 = 0,
+    -- Set later by some calls only: named here (nil) so the table is made with room for them, not grown.
+    del = nil, zrem = nil, removed = nil, members = nil, events = nil, crossed = nil, ledger_minid = nil,
   }
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
@@ -75,10 +78,17 @@ local function load_account(key, now, account_id, holds_key, sweep_key, ledger_k
       local n, attr = kind[1], kind[2]
       local b = buckets[n]
       if not b then
-        b = { id = n, n = tonumber(n) }
+        -- The attributes are named (nil) so the table is made at its final size.
+        b = { id = n, n = tonumber(n), r = nil, g = nil, k = nil, p = nil, x = nil, t = nil, gid = nil, u = nil }
         buckets[n] = b
       end
-      if attr == 'k' or attr == 'gid' then b[attr] = v else b[attr] = tonumber(v) end
+      if attr == 'k' or attr == 'gid' then
+        b[attr] = v
+      else
+        v = tonumber(v)
+        b[attr] = v
+        if attr == 'r' then avail0 = avail0 + v end
+      end
     elseif f == 'nx' then
       a.nx = tonumber(v)
     elseif TOTALS[f] then
@@ -93,8 +103,6 @@ local function load_account(key, now, account_id, holds_key, sweep_key, ledger_k
       end
     end
   end
-  local avail0 = 0
-  for _, b in pairs(buckets) do avail0 = avail0 + b.r end
   a.avail0 = avail0
   return a
 end
@@ -293,6 +301,7 @@ local function merge_draws(draws)
 end
 
 local function format_draws(draws)
+  if #draws == 1 then return draws[1].id .. ':' .. int(draws[1].amt) end
   local parts = {}
   for i, d in ipairs(draws) do
     parts[i] = d.id .. ':' .. int(d.amt)
