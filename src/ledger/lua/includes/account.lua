@@ -598,9 +598,10 @@ local function save_account(a)
     end
   end
   if a.zrem then redis.call('ZREM', a.holds_key, unpack(a.zrem)) end
-  local margs = {}
+  local margs = nil
   for m, st in pairs(a.members or NONE) do
     if st.dirty then
+      margs = margs or {}
       margs[#margs + 1] = m .. '.h'
       margs[#margs + 1] = int(st.h)
       margs[#margs + 1] = m .. '.u'
@@ -609,7 +610,7 @@ local function save_account(a)
       margs[#margs + 1] = st.p
     end
   end
-  if #margs > 0 then redis.call('HSET', a.members_key, unpack(margs)) end
+  if margs then redis.call('HSET', a.members_key, unpack(margs)) end
   if a.del then redis.call('HDEL', a.key, unpack(a.del)) end
   if #args > 0 then redis.call('HSET', a.key, unpack(args)) end
   for _, fields in ipairs(a.log) do xadd(a.ledger_key, a.maxlen, fields, a.now) end
