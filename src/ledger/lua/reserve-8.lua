@@ -59,9 +59,10 @@ if member_id ~= '' then
 end
 
 local avail = available(a)
-if not covers(a, amount) then
+local amount_s = int(amount)
+if avail < amount and not unlimited(a) then -- covers(a, amount), with what is available already known
   -- A refusal changes nothing: not even the bookkeeping of the touch is written.
-  return { -1, int(avail), int(amount) }
+  return { -1, int(avail), amount_s }
 end
 
 local request_id = ARGV[3]
@@ -72,26 +73,28 @@ a.held = a.held + amount
 mark_total(a, 'held')
 member_held(a, member_id, amount)
 avail = available(a)
+local now_s, deadline_s, avail_s = int(now), int(deadline), int(avail)
 
 -- One HSET for the reservation, whatever it carries.
-local rsv = { 'st', 'h', 'amt', int(amount), 't', int(now), 'exp', int(deadline), 'd', draws_str, 'av', int(avail) }
-if ARGV[8] ~= int(amount) then put_nonempty(rsv, 'fp', ARGV[8]) end
+local rsv = { 'st', 'h', 'amt', amount_s, 't', now_s, 'exp', deadline_s, 'd', draws_str, 'av', avail_s }
+if ARGV[8] ~= amount_s then put_nonempty(rsv, 'fp', ARGV[8]) end
 if ARGV[9] ~= '' then put_nonempty(rsv, 'pc', ARGV[9]) put_nonempty(rsv, 'cv', ARGV[10]) end
 put_nonempty(rsv, 'mb', member_id)
 put_nonempty(rsv, 'opn', ARGV[12])
 put_nonempty(rsv, 'mdl', ARGV[13])
 redis.call('HSET', KEYS[4], unpack(rsv))
-redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]) + tonumber(ARGV[6]))
+local keep_ms = int(tonumber(ARGV[5]) + tonumber(ARGV[6]))
+redis.call('PEXPIRE', KEYS[4], keep_ms)
 -- The claim is made only by a hold: a refusal leaves the request id free, as if never seen.
 if KEYS[8] and not claim then
-  redis.call('SET', KEYS[8], ARGV[2], 'PX', tonumber(ARGV[5]) + tonumber(ARGV[6]))
+  redis.call('SET', KEYS[8], ARGV[2], 'PX', keep_ms)
 end
-redis.call('ZADD', KEYS[2], int(deadline), hold_member(request_id, draws_str, member_id))
+redis.call('ZADD', KEYS[2], deadline_s, hold_member(request_id, draws_str, member_id))
 if not a.nx or deadline < a.nx then set_nx(a, deadline) end
 
-local entry = { 'op', 'reserve', 't', int(now), 'req', request_id, 'amt', int(amount), 'd', draws_str,
-  'exp', int(deadline) }
+local entry = { 'op', 'reserve', 't', now_s, 'req', request_id, 'amt', amount_s, 'd', draws_str,
+  'exp', deadline_s }
 put_nonempty(entry, 'member', member_id)
 log_entry(a, entry)
 save_account(a)
-return { 0, int(amount), int(avail), int(deadline), draws_str, crossed(a) }
+return { 0, amount_s, avail_s, deadline_s, draws_str, crossed(a) }

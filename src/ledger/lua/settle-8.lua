@@ -85,16 +85,18 @@ member_charged(a, member_id, charged)
 period_charged(a, charged)
 
 local avail = available(a)
-local cd = format_draws(merge_draws(covered))
-local hx = hold_expired and 1 or 0
-local rsv = { 'st', 's', 'cq', int(charge), 'ch', int(charged), 'rel', int(released),
-  'unc', int(uncovered), 'cd', cd, 'hx', hx, 'st_t', int(now), 'sav', int(avail) }
+local cd = format_draws(#covered > 1 and merge_draws(covered) or covered)
+local hx = hold_expired and '1' or '0'
+local now_s, charged_s, released_s, uncovered_s, avail_s = int(now), int(charged), int(released), int(uncovered),
+  int(avail)
+local rsv = { 'st', 's', 'cq', int(charge), 'ch', charged_s, 'rel', released_s,
+  'unc', uncovered_s, 'cd', cd, 'hx', hx, 'st_t', now_s, 'sav', avail_s }
 put_nonempty(rsv, 'rc', ARGV[7])
 redis.call('HSET', KEYS[4], unpack(rsv))
-redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[5]))
+redis.call('PEXPIRE', KEYS[4], int(tonumber(ARGV[5])))
 
-local entry = { 'op', 'settle', 't', int(now), 'req', request_id, 'amt', int(charged), 'd', cd,
-  'released', int(released), 'uncovered', int(uncovered), 'hold_expired', hx }
+local entry = { 'op', 'settle', 't', now_s, 'req', request_id, 'amt', charged_s, 'd', cd,
+  'released', released_s, 'uncovered', uncovered_s, 'hold_expired', hx }
 local op, model, qty = r.opn or '', r.mdl or '', ARGV[8]
 put_nonempty(entry, 'member', member_id)
 put_nonempty(entry, 'operation', op)
@@ -105,4 +107,4 @@ log_entry(a, entry)
 local input_tokens, output_tokens = usage_tokens(qty)
 usage_add(KEYS[8], now, tonumber(ARGV[9]), op, model, 1, charged, 0, input_tokens, output_tokens)
 save_account(a)
-return { 0, int(charged), int(released), int(avail), int(hx), int(uncovered), cd, ARGV[7], crossed(a) }
+return { 0, charged_s, released_s, avail_s, hx, uncovered_s, cd, ARGV[7], crossed(a) }

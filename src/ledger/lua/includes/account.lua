@@ -40,49 +40,92 @@ local function clock(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- What a field name of the account hash is: { bucket number, attribute } for 'b<N>.<attr>', false for any other.
+-- Field names repeat across calls and accounts, so the answer is kept (a bounded memo of pure string parsing:
+-- it holds no account data, only what the name says) and a load does one table lookup per field.
+local FIELD_KIND, field_kinds = {}, 0
+local function field_kind(f)
+  local kind = FIELD_KIND[f]
+  if kind == nil then
+    local n, attr = string.match(f, '^b(%d+)%.(%a+)$')
+    kind = n and { n, attr } or false
+    if field_kinds < 20000 then
+      FIELD_KIND[f] = kind
+      field_kinds = field_kinds + 1
+    end
+  end
+  return kind
+end
+
+-- The per-call state of an account. Lists only some calls use (del, zrem, removed, members, events, crossed) are
+-- made when first written (see list_of); readers treat a missing one as empty.
 local function load_account(key, now, account_id, holds_key, sweep_key, ledger_key, maxlen, members_key, events_key)
   local flat = redis.call('HGETALL', key)
+  local buckets, sub, nxt, per = {}, {}, {}, {}
+  local avail0 = 0
   local a = {
     key = key, now = now, account_id = account_id, holds_key = holds_key, sweep_key = sweep_key,
     ledger_key = ledger_key, maxlen = maxlen, members_key = members_key, events_key = events_key,
     granted = 0, held = 0, charged = 0, expired = 0, nb = 0, nx = false,
-    buckets = {}, set = {}, del = {}, log = {}, nx_changed = false, zrem = {}, removed = {},
-    sub = {}, nxt = {}, per = {}, members = {}, events = {}, crossed = {},
+    buckets = buckets, set = {}, log = {}, nx_changed = false, sub = sub, nxt = nxt, per = per, avail0 = 0,
+    -- Set later by some calls only: named here (nil) so the table is made with room for them, not grown.
+    del = nil, zrem = nil, removed = nil, members = nil, events = nil, crossed = nil, ledger_minid = nil,
   }
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
-    local n, attr = string.match(f, '^b(%d+)%.(%a+)$')
-    if n then
-      local b = a.buckets[n]
+    local kind = field_kind(f)
+    if kind then
+      local n, attr = kind[1], kind[2]
+      local b = buckets[n]
       if not b then
-        b = { id = n, n = tonumber(n) }
-        a.buckets[n] = b
+        -- The attributes are named (nil) so the table is made at its final size.
+        b = { id = n, n = tonumber(n), r = nil, g = nil, k = nil, p = nil, x = nil, t = nil, gid = nil, u = nil }
+        buckets[n] = b
       end
-      if attr == 'k' or attr == 'gid' then b[attr] = v else b[attr] = tonumber(v) end
+      if attr == 'k' or attr == 'gid' then
+        b[attr] = v
+      else
+        v = tonumber(v)
+        b[attr] = v
+        if attr == 'r' then avail0 = avail0 + v end
+      end
     elseif f == 'nx' then
       a.nx = tonumber(v)
     elseif TOTALS[f] then
       a[f] = tonumber(v)
     else
-      local section, name = string.match(f, '^([snp])%.(.+)$')
-      if section == 's' then a.sub[name] = v
-      elseif section == 'n' then a.nxt[name] = v
-      elseif section == 'p' then a.per[name] = v
+      local c = string.byte(f, 1)
+      if string.byte(f, 2) == 46 and #f > 2 then -- '.'
+        if c == 115 then sub[string.sub(f, 3)] = v -- s.
+        elseif c == 110 then nxt[string.sub(f, 3)] = v -- n.
+        elseif c == 112 then per[string.sub(f, 3)] = v -- p.
+        end
       end
     end
   end
-  local avail0 = 0
-  for _, b in pairs(a.buckets) do avail0 = avail0 + b.r end
   a.avail0 = avail0
   return a
 end
+
+-- A per-call list of the account state, made when first written.
+local function list_of(a, name)
+  local l = a[name]
+  if not l then
+    l = {}
+    a[name] = l
+  end
+  return l
+end
+
+local NONE = {}
 
 -- Queues an event for the slot's events stream (consumers: webhooks, WatchEvents); written by save_account, in
 -- the same script as the change, so a refused call emits nothing.
 local function emit(a, event_type, fields)
   local ev = { 'type', event_type, 'account', a.account_id, 't', int(a.now) }
   for _, v in ipairs(fields) do ev[#ev + 1] = v end
-  a.events[#a.events + 1] = ev
+  local events = list_of(a, 'events')
+  events[#events + 1] = ev
 end
 
 local function mark_total(a, name)
@@ -114,19 +157,21 @@ local function set_nx(a, nx)
 end
 
 -- Buckets in draw order: priority, then earliest expiry (never-expiring last), then age.
+local function draw_before(x, y)
+  if x.p ~= y.p then return x.p < y.p end
+  local ex, ey = x.x, y.x
+  if ex == 0 then ex = math.huge end
+  if ey == 0 then ey = math.huge end
+  if ex ~= ey then return ex < ey end
+  return x.n < y.n
+end
+
 local function draw_order(a)
   local list = {}
   for _, b in pairs(a.buckets) do
     list[#list + 1] = b
   end
-  table.sort(list, function(x, y)
-    if x.p ~= y.p then return x.p < y.p end
-    local ex, ey = x.x, y.x
-    if ex == 0 then ex = math.huge end
-    if ey == 0 then ey = math.huge end
-    if ex ~= ey then return ex < ey end
-    return x.n < y.n
-  end)
+  if #list > 1 then table.sort(list, draw_before) end
   return list
 end
 
@@ -146,18 +191,25 @@ local function expire_bucket(a, b, t)
   for _, attr in ipairs(BUCKET_ATTRS) do
     local f = 'b' .. b.id .. '.' .. attr
     a.set[f] = nil
-    a.del[#a.del + 1] = f
+    local del = list_of(a, 'del')
+    del[#del + 1] = f
   end
   log_entry(a, { 'op', 'expire', 't', int(t), 'bucket', 'b' .. b.id, 'kind', b.k, 'amt', int(b.r) })
 end
 
--- A bucket stops counting the moment it expires.
+-- A bucket stops counting the moment it expires. The due ones go in draw order (only they are sorted).
 local function expire_buckets(a)
-  local now = a.now
-  for _, b in ipairs(draw_order(a)) do
+  local now, due = a.now, nil
+  for _, b in pairs(a.buckets) do
     if b.x > 0 and b.x <= now then
-      expire_bucket(a, b, b.x)
+      due = due or {}
+      due[#due + 1] = b
     end
+  end
+  if not due then return end
+  if #due > 1 then table.sort(due, draw_before) end
+  for _, b in ipairs(due) do
+    expire_bucket(a, b, b.x)
   end
 end
 
@@ -249,6 +301,7 @@ local function merge_draws(draws)
 end
 
 local function format_draws(draws)
+  if #draws == 1 then return draws[1].id .. ':' .. int(draws[1].amt) end
   local parts = {}
   for i, d in ipairs(draws) do
     parts[i] = d.id .. ':' .. int(d.amt)
@@ -337,11 +390,11 @@ local function usage_period(a)
 end
 
 local function member_state(a, member_id)
-  local st = a.members[member_id]
+  local st = (a.members or NONE)[member_id]
   if not st then
     local v = redis.call('HMGET', a.members_key, member_id .. '.h', member_id .. '.u', member_id .. '.p')
     st = { h = tonumber(v[1]) or 0, u = tonumber(v[2]) or 0, p = v[3] or '', dirty = false }
-    a.members[member_id] = st
+    list_of(a, 'members')[member_id] = st
   end
   return st
 end
@@ -377,15 +430,16 @@ end
 -- Releases one live hold whose deadline has passed: its credits go back to their buckets. The member leaves the
 -- holds set when the account is saved, like every other write, so a refused call leaves the set as it was.
 local function expire_hold(a, member, deadline)
-  if a.removed[member] then return end
+  if (a.removed or NONE)[member] then return end
   local request_id, draws_str, member_id = split_hold(member)
   local draws, amount = parse_draws(draws_str)
   a.held = a.held - amount
   mark_total(a, 'held')
   member_held(a, member_id, -amount)
   local to_expired = give_back(a, draws)
-  a.removed[member] = true
-  a.zrem[#a.zrem + 1] = member
+  list_of(a, 'removed')[member] = true
+  local zrem = list_of(a, 'zrem')
+  zrem[#zrem + 1] = member
   log_entry(a, { 'op', 'hold_expired', 't', int(deadline), 'req', request_id, 'amt', int(amount),
     'd', draws_str, 'to_expired', int(to_expired) })
   emit(a, 'hold_expired', { 'req', request_id, 'amt', int(amount), 'deadline', int(deadline) })
@@ -393,8 +447,9 @@ end
 
 -- Removes a hold that ended by Settle or Refund.
 local function end_hold(a, member)
-  a.removed[member] = true
-  a.zrem[#a.zrem + 1] = member
+  list_of(a, 'removed')[member] = true
+  local zrem = list_of(a, 'zrem')
+  zrem[#zrem + 1] = member
 end
 
 -- Releases the holds whose deadline has passed (bounded per call; the rest go on the next touch or sweep).
@@ -461,7 +516,8 @@ local function check_warnings(a)
           seen[pct] = true
           fired = fired == '' and pct or (fired .. ',' .. pct)
           changed = true
-          a.crossed[#a.crossed + 1] = pct
+          local crossed = list_of(a, 'crossed')
+          crossed[#crossed + 1] = pct
           emit(a, 'threshold', { 'percent', pct, 'available', int(avail), 'period_credits', int(base),
             'period_end', a.per.e or '' })
         end
@@ -470,11 +526,13 @@ local function check_warnings(a)
     if changed then set_field(a, 'p', 'w', fired) end
     if avail == 0 and a.per.dep ~= '1' and (base > 0 or a.avail0 > 0) then
       set_field(a, 'p', 'dep', '1')
-      a.crossed[#a.crossed + 1] = 'depleted'
+      local crossed = list_of(a, 'crossed')
+      crossed[#crossed + 1] = 'depleted'
       emit(a, 'depleted', { 'available', '0', 'period_credits', int(base), 'period_end', a.per.e or '' })
     end
   elseif a.avail0 > 0 and avail == 0 then
-    a.crossed[#a.crossed + 1] = 'depleted'
+    local crossed = list_of(a, 'crossed')
+    crossed[#crossed + 1] = 'depleted'
     emit(a, 'depleted', { 'available', '0', 'period_credits', '0', 'period_end', '' })
   end
 end
@@ -487,24 +545,31 @@ end
 -- write order, as close to id_ms as it can be. ('*' would do the same in production, where the scripts' clock is
 -- Redis's own; with an injected clock it would jump to the server's wall-clock time instead.)
 local function xadd(key, maxlen, fields, id_ms)
-  local args = { key }
-  if maxlen > 0 then
-    args[2], args[3], args[4] = 'MAXLEN', '~', maxlen
-  end
-  local at = #args + 1
-  for i, v in ipairs(fields) do args[at + i] = v end
   if not id_ms then
-    args[at] = '*'
-    redis.call('XADD', unpack(args))
+    if maxlen > 0 then
+      redis.call('XADD', key, 'MAXLEN', '~', int(maxlen), '*', unpack(fields))
+    else
+      redis.call('XADD', key, '*', unpack(fields))
+    end
     return
   end
-  args[at] = int(id_ms) .. '-*'
-  local r = redis.pcall('XADD', unpack(args))
+  local ml = maxlen > 0 and int(maxlen)
+  local id = int(id_ms) .. '-*'
+  local r
+  if ml then
+    r = redis.pcall('XADD', key, 'MAXLEN', '~', ml, id, unpack(fields))
+  else
+    r = redis.pcall('XADD', key, id, unpack(fields))
+  end
   if type(r) == 'table' and r.err then
     -- A stream emptied by hand still remembers its last id, and has no entry to read it from: '*' then.
     local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-    args[at] = last and (string.match(last[1], '^(%d+)') .. '-*') or '*'
-    redis.call('XADD', unpack(args))
+    id = last and (string.match(last[1], '^(%d+)') .. '-*') or '*'
+    if ml then
+      redis.call('XADD', key, 'MAXLEN', '~', ml, id, unpack(fields))
+    else
+      redis.call('XADD', key, id, unpack(fields))
+    end
   end
 end
 
@@ -522,18 +587,21 @@ local function save_account(a)
   end
   if a.nx_changed then
     if a.nx then
+      local nx = int(a.nx)
       args[#args + 1] = 'nx'
-      args[#args + 1] = int(a.nx)
-      redis.call('ZADD', a.sweep_key, int(a.nx), a.account_id)
+      args[#args + 1] = nx
+      redis.call('ZADD', a.sweep_key, nx, a.account_id)
     else
-      a.del[#a.del + 1] = 'nx'
+      local del = list_of(a, 'del')
+      del[#del + 1] = 'nx'
       redis.call('ZREM', a.sweep_key, a.account_id)
     end
   end
-  if #a.zrem > 0 then redis.call('ZREM', a.holds_key, unpack(a.zrem)) end
-  local margs = {}
-  for m, st in pairs(a.members) do
+  if a.zrem then redis.call('ZREM', a.holds_key, unpack(a.zrem)) end
+  local margs = nil
+  for m, st in pairs(a.members or NONE) do
     if st.dirty then
+      margs = margs or {}
       margs[#margs + 1] = m .. '.h'
       margs[#margs + 1] = int(st.h)
       margs[#margs + 1] = m .. '.u'
@@ -542,8 +610,8 @@ local function save_account(a)
       margs[#margs + 1] = st.p
     end
   end
-  if #margs > 0 then redis.call('HSET', a.members_key, unpack(margs)) end
-  if #a.del > 0 then redis.call('HDEL', a.key, unpack(a.del)) end
+  if margs then redis.call('HSET', a.members_key, unpack(margs)) end
+  if a.del then redis.call('HDEL', a.key, unpack(a.del)) end
   if #args > 0 then redis.call('HSET', a.key, unpack(args)) end
   for _, fields in ipairs(a.log) do xadd(a.ledger_key, a.maxlen, fields, a.now) end
   -- Retention by age (CREDITD_LEDGER_RETENTION_DAYS), on top of the size cap: the scripts that set
@@ -552,7 +620,7 @@ local function save_account(a)
   if a.ledger_minid and #a.log > 0 then
     redis.call('XTRIM', a.ledger_key, 'MINID', '~', int(a.ledger_minid))
   end
-  if #a.events > 0 and a.events_key then
+  if a.events and a.events_key then
     for _, ev in ipairs(a.events) do xadd(a.events_key, a.maxlen, ev) end
     -- A wake-up for live watchers: the channel names no key, the message is the stream to read.
     redis.call('PUBLISH', string.match(a.events_key, '^(.*):events:{') .. ':events', a.events_key)
@@ -561,15 +629,15 @@ end
 
 -- The warnings this call crossed, for its reply ('20,5,depleted').
 local function crossed(a)
-  return table.concat(a.crossed, ',')
+  return a.crossed and table.concat(a.crossed, ',') or ''
 end
 
 -- A touch that found nothing to do writes nothing.
 local function has_changes(a)
-  if next(a.set) ~= nil or #a.del > 0 or #a.log > 0 or #a.zrem > 0 or a.nx_changed or #a.events > 0 then
+  if next(a.set) ~= nil or a.del or #a.log > 0 or a.zrem or a.nx_changed or a.events then
     return true
   end
-  for _, st in pairs(a.members) do
+  for _, st in pairs(a.members or NONE) do
     if st.dirty then return true end
   end
   return false

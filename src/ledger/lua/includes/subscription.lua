@@ -30,7 +30,8 @@ local function set_field(a, section, name, value)
   store[name] = value
   if value == nil then
     a.set[f] = nil
-    a.del[#a.del + 1] = f
+    local del = list_of(a, 'del')
+    del[#del + 1] = f
   else
     a.set[f] = value
   end

@@ -25,9 +25,15 @@ local function usage_code(s)
   return #s .. ':' .. s
 end
 
+-- The last day asked for, kept: nearly every call asks for today.
+local usage_day_last = { n = false, s = '' }
 local function usage_day(ms)
-  local y, m, d = period_civil_from_days(math.floor(ms / USAGE_DAY_MS))
-  return string.format('%04d-%02d-%02d', y, m, d)
+  local n = math.floor(ms / USAGE_DAY_MS)
+  if n == usage_day_last.n then return usage_day_last.s end
+  local y, m, d = period_civil_from_days(n)
+  local s = string.format('%04d-%02d-%02d', y, m, d)
+  usage_day_last.n, usage_day_last.s = n, s
+  return s
 end
 
 -- The group codes of a day's list.
@@ -71,23 +77,29 @@ local function usage_add(key, now, keep_days, op, model, gens, credits, refunded
   local g, c, r, i, o = 0, 0, 0, 0, 0
   local set = {}
   if cur[2] then
-    local v = {}
-    for n in string.gmatch(cur[2], '-?%d+') do v[#v + 1] = tonumber(n) end
-    g, c, r, i, o = v[1] or 0, v[2] or 0, v[3] or 0, v[4] or 0, v[5] or 0
+    local vg, vc, vr, vi, vo = string.match(cur[2], '^(%d+),(-?%d+),(%d+),(%d+),(%d+)$')
+    if vg then
+      g, c, r, i, o = tonumber(vg), tonumber(vc), tonumber(vr), tonumber(vi), tonumber(vo)
+    else
+      local v = {}
+      for n in string.gmatch(cur[2], '-?%d+') do v[#v + 1] = tonumber(n) end
+      g, c, r, i, o = v[1] or 0, v[2] or 0, v[3] or 0, v[4] or 0, v[5] or 0
+    end
   else
     -- This group's first usage today: listed in the day's field (and a new day rolls the retention).
     if not cur[1] then usage_roll(key, now, keep_days, day) end
     set[1], set[2] = day, (cur[1] or '') .. code
   end
   set[#set + 1] = field
-  set[#set + 1] = int(g + gens) .. ',' .. int(c + credits) .. ',' .. int(r + refunded) .. ',' ..
-    int(i + input_tokens) .. ',' .. int(o + output_tokens)
+  set[#set + 1] = string.format('%d,%d,%d,%d,%d', g + gens, c + credits, r + refunded, i + input_tokens,
+    o + output_tokens)
   redis.call('HSET', key, unpack(set))
 end
 
 -- Input and output tokens of a charge's quantities ("in,cached,out,reasoning,images,video_seconds,units",
 -- trailing zeros left out; '' when the charge was an amount).
 local function usage_tokens(qty)
+  if qty == '' then return 0, 0 end
   local v = {}
   for n in string.gmatch(qty, '%d+') do v[#v + 1] = tonumber(n) end
   return v[1] or 0, v[3] or 0
