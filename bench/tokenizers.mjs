@@ -20,6 +20,7 @@ import { performance } from "node:perf_hooks";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
+import { rng } from "./lib/texts.mjs";
 
 const require = createRequire(import.meta.url);
 const quick = process.argv.includes("--quick");
@@ -30,17 +31,6 @@ const MIN_PASSES = 3;
 
 // ---------------------------------------------------------------- texts (deterministic)
 
-function rng(seed) {
-  // mulberry32
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const pick = (r, xs) => xs[Math.floor(r() * xs.length)];
 
 function fill(size, next) {

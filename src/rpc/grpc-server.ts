@@ -168,16 +168,18 @@ function unaryCall(
         return abort.signal;
       },
     };
+    const finish = (): void => {
+      finished = true;
+      if (abort !== undefined) call.off("cancelled", onCancelled);
+    };
     // The async wrapper turns a synchronous throw into a rejection as well.
     (async () => handler(call.request, ctx))().then(
       (res) => {
-        finished = true;
-        if (abort !== undefined) call.off("cancelled", onCancelled);
+        finish();
         callback(null, res);
       },
       (thrown: unknown) => {
-        finished = true;
-        if (abort !== undefined) call.off("cancelled", onCancelled);
+        finish();
         const err = toWireError(thrown);
         if (err !== thrown) {
           // Only reachable with a binding that did not go through instrument().

@@ -39,6 +39,20 @@ function loggedFieldsOf(input: DescMessage): Array<[logKey: string, localName: s
   return out;
 }
 
+/** The start of a call's log line: the rpc and the request's non-empty loggable identifiers (loggedFieldsOf). */
+function logLineOf(rpc: string, fields: Array<[string, string]>, req: Message): Record<string, unknown> {
+  const line: Record<string, unknown> = { rpc };
+  // Read by the generated localName; only the allowed identifiers are copied.
+  const view = req as Message & Record<string, unknown>;
+  for (const [logKey, localName] of fields) {
+    const value = view[localName];
+    if (typeof value === "string" && value !== "") {
+      line[logKey] = value;
+    }
+  }
+  return line;
+}
+
 /** Nanoseconds since `start` in milliseconds, rounded to the microsecond. */
 function msSince(start: bigint): number {
   return Math.round(Number(process.hrtime.bigint() - start) / 1e3) / 1e3;
@@ -58,14 +72,7 @@ function instrumentStreaming(
 ): ServerStreamingHandler {
   return async function* (req, ctx) {
     const start = process.hrtime.bigint();
-    const line: Record<string, unknown> = { rpc };
-    const view = req as Message & Record<string, unknown>;
-    for (const [logKey, localName] of fields) {
-      const value = view[localName];
-      if (typeof value === "string" && value !== "") {
-        line[logKey] = value;
-      }
-    }
+    const line = logLineOf(rpc, fields, req);
     let messages = 0;
     let completed = false;
     let failure: ConnectError | undefined;
@@ -121,19 +128,10 @@ export function instrument<S extends DescService>(binding: ServiceBinding<S>, lo
     const fields = loggedFieldsOf(method.input);
     const unary: UnaryHandler = async (req, ctx) => {
       const start = process.hrtime.bigint();
-      const line: Record<string, unknown> = { rpc };
-      // Read by the generated localName; only the allowed identifiers are copied.
-      const view = req as Message & Record<string, unknown>;
-      for (const [logKey, localName] of fields) {
-        const value = view[localName];
-        if (typeof value === "string" && value !== "") {
-          line[logKey] = value;
-        }
-      }
+      const line = logLineOf(rpc, fields, req);
       const finish = (outcome: string): void => {
-        // Nanoseconds to milliseconds, rounded to the microsecond.
         line["outcome"] = outcome;
-        line["latency_ms"] = Math.round(Number(process.hrtime.bigint() - start) / 1e3) / 1e3;
+        line["latency_ms"] = msSince(start);
       };
       try {
         const res = await handler(req, ctx);

@@ -38,11 +38,7 @@ keep_ledger_for(a, tonumber(ARGV[8]))
 
 if r.st == 'h' then
   local member = hold_member(request_id, r.d, member_id)
-  local deadline = tonumber(redis.call('ZSCORE', KEYS[2], member))
-  if deadline and deadline <= now then
-    expire_hold(a, member, deadline)
-    deadline = nil
-  end
+  local deadline = live_deadline(a, member)
   touch(a)
   if deadline then
     refunded = tonumber(r.amt)

@@ -60,7 +60,7 @@ end
 
 local avail = available(a)
 local amount_s = int(amount)
-if avail < amount and not unlimited(a) then -- covers(a, amount), with what is available already known
+if not covers(a, amount, avail) then
   -- A refusal changes nothing: not even the bookkeeping of the touch is written.
   return { -1, int(avail), amount_s }
 end

@@ -50,12 +50,7 @@ local a = load_account(KEYS[1], now, ARGV[2], KEYS[2], KEYS[5], KEYS[3], tonumbe
 local request_id = ARGV[3]
 local member_id = r.mb or ''
 local member = hold_member(request_id, r.d, member_id)
--- This hold first: a Settle right at its deadline treats it as expired even if more than a touch's worth are due.
-local deadline = tonumber(redis.call('ZSCORE', KEYS[2], member))
-if deadline and deadline <= now then
-  expire_hold(a, member, deadline)
-  deadline = nil
-end
+local deadline = live_deadline(a, member) -- this hold first (see live_deadline)
 keep_ledger_for(a, tonumber(ARGV[10]))
 touch(a)
 
@@ -93,7 +88,7 @@ local rsv = { 'st', 's', 'cq', int(charge), 'ch', charged_s, 'rel', released_s,
   'unc', uncovered_s, 'cd', cd, 'hx', hx, 'st_t', now_s, 'sav', avail_s }
 put_nonempty(rsv, 'rc', ARGV[7])
 redis.call('HSET', KEYS[4], unpack(rsv))
-redis.call('PEXPIRE', KEYS[4], int(tonumber(ARGV[5])))
+redis.call('PEXPIRE', KEYS[4], ARGV[5])
 
 local entry = { 'op', 'settle', 't', now_s, 'req', request_id, 'amt', charged_s, 'd', cd,
   'released', released_s, 'uncovered', uncovered_s, 'hold_expired', hx }

@@ -117,6 +117,12 @@ local function list_of(a, name)
   return l
 end
 
+-- Appends v to that list.
+local function push(a, name, v)
+  local l = list_of(a, name)
+  l[#l + 1] = v
+end
+
 local NONE = {}
 
 -- Queues an event for the slot's events stream (consumers: webhooks, WatchEvents); written by save_account, in
@@ -124,8 +130,7 @@ local NONE = {}
 local function emit(a, event_type, fields)
   local ev = { 'type', event_type, 'account', a.account_id, 't', int(a.now) }
   for _, v in ipairs(fields) do ev[#ev + 1] = v end
-  local events = list_of(a, 'events')
-  events[#events + 1] = ev
+  push(a, 'events', ev)
 end
 
 local function mark_total(a, name)
@@ -191,8 +196,7 @@ local function expire_bucket(a, b, t)
   for _, attr in ipairs(BUCKET_ATTRS) do
     local f = 'b' .. b.id .. '.' .. attr
     a.set[f] = nil
-    local del = list_of(a, 'del')
-    del[#del + 1] = f
+    push(a, 'del', f)
   end
   log_entry(a, { 'op', 'expire', 't', int(t), 'bucket', 'b' .. b.id, 'kind', b.k, 'amt', int(b.r) })
 end
@@ -270,9 +274,9 @@ local function unlimited(a)
   return false
 end
 
--- Whether the account can give amount now (an unlimited allowance always can).
-local function covers(a, amount)
-  return unlimited(a) or available(a) >= amount
+-- Whether the account, with avail available, can give amount now (an unlimited allowance always can).
+local function covers(a, amount, avail)
+  return avail >= amount or unlimited(a)
 end
 
 local function parse_draws(s)
@@ -438,18 +442,27 @@ local function expire_hold(a, member, deadline)
   member_held(a, member_id, -amount)
   local to_expired = give_back(a, draws)
   list_of(a, 'removed')[member] = true
-  local zrem = list_of(a, 'zrem')
-  zrem[#zrem + 1] = member
+  push(a, 'zrem', member)
   log_entry(a, { 'op', 'hold_expired', 't', int(deadline), 'req', request_id, 'amt', int(amount),
     'd', draws_str, 'to_expired', int(to_expired) })
   emit(a, 'hold_expired', { 'req', request_id, 'amt', int(amount), 'deadline', int(deadline) })
 end
 
+-- The deadline of a live hold, or nil when it has none or it has passed: a passed one is released here first, so
+-- a Settle or Refund right at its deadline treats it as expired even if more than a touch's worth are due.
+local function live_deadline(a, member)
+  local deadline = tonumber(redis.call('ZSCORE', a.holds_key, member))
+  if deadline and deadline <= a.now then
+    expire_hold(a, member, deadline)
+    return nil
+  end
+  return deadline
+end
+
 -- Removes a hold that ended by Settle or Refund.
 local function end_hold(a, member)
   list_of(a, 'removed')[member] = true
-  local zrem = list_of(a, 'zrem')
-  zrem[#zrem + 1] = member
+  push(a, 'zrem', member)
 end
 
 -- Releases the holds whose deadline has passed (bounded per call; the rest go on the next touch or sweep).
@@ -516,8 +529,7 @@ local function check_warnings(a)
           seen[pct] = true
           fired = fired == '' and pct or (fired .. ',' .. pct)
           changed = true
-          local crossed = list_of(a, 'crossed')
-          crossed[#crossed + 1] = pct
+          push(a, 'crossed', pct)
           emit(a, 'threshold', { 'percent', pct, 'available', int(avail), 'period_credits', int(base),
             'period_end', a.per.e or '' })
         end
@@ -526,13 +538,11 @@ local function check_warnings(a)
     if changed then set_field(a, 'p', 'w', fired) end
     if avail == 0 and a.per.dep ~= '1' and (base > 0 or a.avail0 > 0) then
       set_field(a, 'p', 'dep', '1')
-      local crossed = list_of(a, 'crossed')
-      crossed[#crossed + 1] = 'depleted'
+      push(a, 'crossed', 'depleted')
       emit(a, 'depleted', { 'available', '0', 'period_credits', int(base), 'period_end', a.per.e or '' })
     end
   elseif a.avail0 > 0 and avail == 0 then
-    local crossed = list_of(a, 'crossed')
-    crossed[#crossed + 1] = 'depleted'
+    push(a, 'crossed', 'depleted')
     emit(a, 'depleted', { 'available', '0', 'period_credits', '0', 'period_end', '' })
   end
 end
@@ -544,32 +554,22 @@ end
 -- nothing, and the entry takes the last entry's millisecond with the next sequence number: the stream stays in
 -- write order, as close to id_ms as it can be. ('*' would do the same in production, where the scripts' clock is
 -- Redis's own; with an injected clock it would jump to the server's wall-clock time instead.)
+local function xadd_with(call, key, maxlen_s, id, fields)
+  if maxlen_s then return call('XADD', key, 'MAXLEN', '~', maxlen_s, id, unpack(fields)) end
+  return call('XADD', key, id, unpack(fields))
+end
+
 local function xadd(key, maxlen, fields, id_ms)
+  local ml = maxlen > 0 and int(maxlen)
   if not id_ms then
-    if maxlen > 0 then
-      redis.call('XADD', key, 'MAXLEN', '~', int(maxlen), '*', unpack(fields))
-    else
-      redis.call('XADD', key, '*', unpack(fields))
-    end
+    xadd_with(redis.call, key, ml, '*', fields)
     return
   end
-  local ml = maxlen > 0 and int(maxlen)
-  local id = int(id_ms) .. '-*'
-  local r
-  if ml then
-    r = redis.pcall('XADD', key, 'MAXLEN', '~', ml, id, unpack(fields))
-  else
-    r = redis.pcall('XADD', key, id, unpack(fields))
-  end
+  local r = xadd_with(redis.pcall, key, ml, int(id_ms) .. '-*', fields)
   if type(r) == 'table' and r.err then
     -- A stream emptied by hand still remembers its last id, and has no entry to read it from: '*' then.
     local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-    id = last and (string.match(last[1], '^(%d+)') .. '-*') or '*'
-    if ml then
-      redis.call('XADD', key, 'MAXLEN', '~', ml, id, unpack(fields))
-    else
-      redis.call('XADD', key, id, unpack(fields))
-    end
+    xadd_with(redis.call, key, ml, last and (string.match(last[1], '^(%d+)') .. '-*') or '*', fields)
   end
 end
 
@@ -592,8 +592,7 @@ local function save_account(a)
       args[#args + 1] = nx
       redis.call('ZADD', a.sweep_key, nx, a.account_id)
     else
-      local del = list_of(a, 'del')
-      del[#del + 1] = 'nx'
+      push(a, 'del', 'nx')
       redis.call('ZREM', a.sweep_key, a.account_id)
     end
   end

@@ -30,8 +30,7 @@ local function set_field(a, section, name, value)
   store[name] = value
   if value == nil then
     a.set[f] = nil
-    local del = list_of(a, 'del')
-    del[#del + 1] = f
+    push(a, 'del', f)
   else
     a.set[f] = value
   end
