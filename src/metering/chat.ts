@@ -80,20 +80,21 @@ export const TOOL_TOKENS: Readonly<
 
 export const ROLES: readonly string[] = ["system", "developer", "user", "assistant", "tool", "function"];
 
-const roleTokenCache = new Map<string, number>();
+const roleTokenCache = new Map<Encoding, Map<string, number>>();
 
 /**
  * Tokens of the roles of a plan. Roles are a closed set (ROLES), not customer text, so each role's tokens are
  * computed once per encoding and kept.
  */
 export function roleTokens(plan: ChatPlan, encoding: Encoding): number {
+  let byRole = roleTokenCache.get(encoding);
+  if (byRole === undefined) roleTokenCache.set(encoding, (byRole = new Map()));
   let total = 0;
   for (const role of plan.roles) {
-    const key = `${encoding}\0${role}`;
-    let t = roleTokenCache.get(key);
+    let t = byRole.get(role);
     if (t === undefined) {
       t = countTokens(role, encoding);
-      roleTokenCache.set(key, t);
+      byRole.set(role, t);
     }
     total += t;
   }
@@ -105,13 +106,21 @@ export interface ChatPlan {
   readonly overhead: number;
   /** the role of every message, in order (see roleTokens) */
   readonly roles: string[];
-  /** every string whose tokens count, in order (may repeat; empty strings are left out) */
+  /**
+   * every string whose tokens count (may repeat; empty strings are left out): the tool definitions' lines first, then
+   * each message's content, name, tool_call_id and tool calls in order, so that a conversation's next turn starts
+   * with the same strings (the Meter finds its history by that prefix)
+   */
   readonly texts: string[];
   /** tool definitions or tool calls were present: the count follows an undocumented approximation */
   readonly approximate: boolean;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+function notString(value: unknown, field: string): MeteringInputError {
+  return new MeteringInputError(field, value === undefined ? "is required" : "must be a string");
+}
 
 function str(value: unknown, field: string, optional: boolean): string | undefined {
   if (value === undefined || (optional && value === null)) {
@@ -138,7 +147,7 @@ export function planChat(
   toolsField: string = defaultToolsField(field),
 ): ChatPlan {
   if (!Array.isArray(messages)) throw new MeteringInputError(field, "must be a list of messages");
-  const texts: string[] = [];
+  let texts: string[] = [];
   const roles: string[] = [];
   const add = (s: string | undefined) => {
     if (s !== undefined && s.length > 0) texts.push(s);
@@ -147,11 +156,13 @@ export function planChat(
   let approximate = false;
 
   for (let i = 0; i < messages.length; i++) {
-    const f = `${field}[${i}]`;
+    // The field's name is built only for an error: this loop runs for every message of every chat.
+    const at = (sub = "") => `${field}[${i}]${sub}`;
     const m: unknown = messages[i];
-    if (!isObject(m)) throw new MeteringInputError(f, "must be a message object");
-    const role = str(m.role, `${f}.role`, false)!;
-    if (!ROLES.includes(role)) throw new MeteringInputError(`${f}.role`, `must be one of ${ROLES.join(", ")}`);
+    if (!isObject(m)) throw new MeteringInputError(at(), "must be a message object");
+    const role = m.role;
+    if (typeof role !== "string") throw notString(role, at(".role"));
+    if (!ROLES.includes(role)) throw new MeteringInputError(at(".role"), `must be one of ${ROLES.join(", ")}`);
     overhead += TOKENS_PER_MESSAGE;
     roles.push(role);
 
@@ -160,7 +171,7 @@ export function planChat(
     else if (Array.isArray(content)) {
       for (let j = 0; j < content.length; j++) {
         const part: unknown = content[j];
-        const pf = `${f}.content[${j}]`;
+        const pf = at(`.content[${j}]`);
         if (!isObject(part)) throw new MeteringInputError(pf, "must be a content part object");
         if (part.type !== "text") {
           throw new MeteringInputError(`${pf}.type`, `only text parts can be counted, got ${JSON.stringify(String(part.type))}`);
@@ -168,21 +179,26 @@ export function planChat(
         add(str(part.text, `${pf}.text`, false));
       }
     } else if (content !== undefined && content !== null) {
-      throw new MeteringInputError(`${f}.content`, "must be a string or a list of text parts");
+      throw new MeteringInputError(at(".content"), "must be a string or a list of text parts");
     }
 
-    const name = str(m.name, `${f}.name`, true);
-    if (name !== undefined) {
+    const name = m.name;
+    if (name !== undefined && name !== null) {
+      if (typeof name !== "string") throw notString(name, at(".name"));
       overhead += TOKENS_PER_NAME;
       add(name);
     }
 
-    add(str(m.tool_call_id, `${f}.tool_call_id`, true));
+    const toolCallId = m.tool_call_id;
+    if (toolCallId !== undefined && toolCallId !== null) {
+      if (typeof toolCallId !== "string") throw notString(toolCallId, at(".tool_call_id"));
+      add(toolCallId);
+    }
 
     if (m.tool_calls !== undefined && m.tool_calls !== null) {
-      if (!Array.isArray(m.tool_calls)) throw new MeteringInputError(`${f}.tool_calls`, "must be a list");
+      if (!Array.isArray(m.tool_calls)) throw new MeteringInputError(at(".tool_calls"), "must be a list");
       for (let j = 0; j < m.tool_calls.length; j++) {
-        const tf = `${f}.tool_calls[${j}]`;
+        const tf = at(`.tool_calls[${j}]`);
         const call: unknown = m.tool_calls[j];
         if (!isObject(call) || !isObject(call.function)) {
           throw new MeteringInputError(`${tf}.function`, "must be an object with a name and arguments");
@@ -196,6 +212,9 @@ export function planChat(
   }
   overhead += REPLY_PRIMING_TOKENS;
 
+  // The tool lines go before the messages' strings.
+  const messageTexts = texts;
+  texts = [];
   if (tools !== undefined && tools !== null) {
     if (!Array.isArray(tools)) throw new MeteringInputError(toolsField, "must be a list of tool definitions");
     if (tools.length > 0) {
@@ -248,7 +267,7 @@ export function planChat(
       overhead += k.funcEnd;
     }
   }
-  return { overhead, roles, texts, approximate };
+  return { overhead, roles, texts: texts.length === 0 ? messageTexts : texts.concat(messageTexts), approximate };
 }
 
 /** "input.messages" → "input.tools"; anything else → "tools". */

@@ -1,5 +1,5 @@
 // Token counting for pricing: see README.md in this folder.
-export { Meter, digestOf, workerEntry, DEFAULT_CACHE_ENTRIES, DEFAULT_INLINE_MAX_BYTES, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_QUEUE } from "./meter.js";
+export { Meter, digestOf, sequenceDigest, workerEntry, CHAT_LOOKBACK, DEFAULT_CACHE_ENTRIES, DEFAULT_INLINE_MAX_BYTES, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_QUEUE } from "./meter.js";
 export type { CountOptions, MeterCount, MeterOptions, MeterStats } from "./meter.js";
 export { MeterClosedError, MeterOverloadedError, MeteringInputError, TextTooLargeError } from "./errors.js";
 export {

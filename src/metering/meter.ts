@@ -3,9 +3,11 @@
 // - Size limit first: a text (or a chat's strings, summed) over maxInputBytes UTF-8 bytes is refused with a
 //   TextTooLargeError naming the field, before anything is hashed or tokenized.
 // - Cache: every string is counted on its own and its count is kept in a bounded LRU keyed by the string's sha256
-//   with the encoding and the scope. Only the hash and the count are kept, never the text. A chat is counted per
-//   message, so a conversation whose history was seen before costs only its new messages; a repeated system prompt
-//   costs one hash. The hashes are handed back with the count (MeterCount.digests), so a caller that needs to
+//   with the encoding and the scope. Only hashes and counts are kept, never the text. A chat is also hashed as a
+//   whole, as the sequence of its strings (sequenceDigest), and the sum of their counts is kept under that hash: the
+//   next turn of the conversation finds its history there with one lookup (CHAT_LOOKBACK: the same chat without its
+//   last 1..6 strings) and counts only the new messages, each through the per-string cache. A repeated system prompt
+//   costs one hash. The input's hash comes back with the count (MeterCount.digest), so a caller that needs to
 //   identify the request (the idempotency fingerprint) does not hash the text again.
 // - Inline or worker: when the strings missing from the cache add up to at most inlineMaxBytes, they are counted on
 //   the calling thread (16 KiB is ~3 ms); above that they are counted on a piscina pool of worker threads
@@ -67,10 +69,11 @@ export interface MeterCount extends TokenCount {
   /** nothing had to be tokenized: every string's count came from the cache (or there was nothing to count) */
   readonly cached: boolean;
   /**
-   * digestOf() of every non-empty string that was counted (the text; a chat's contents, names, tool lines), keyed
-   * by the string itself: what identifies the input without hashing it again. The texts are the caller's own.
+   * What identifies the input without hashing it again: for a text, digestOf(text) ("" for an empty text); for a
+   * chat, sequenceDigest() of the strings its plan counts (planChat(...).texts: tool lines, then each message's
+   * content, name, ...), which tells apart any two lists of strings.
    */
-  readonly digests: ReadonlyMap<string, string>;
+  readonly digest: string;
 }
 
 /**
@@ -81,6 +84,33 @@ export const digestOf: (data: string | Uint8Array) => string =
   typeof crypto.hash === "function"
     ? (data) => crypto.hash("sha256", data, "base64url")
     : (data) => crypto.createHash("sha256").update(data).digest("base64url");
+
+/**
+ * SHA-256 (base64url) of a list of strings: each string's UTF-16 length, ":", then the string, in order. The
+ * lengths make it injective (two lists with the same digest are the same list, up to SHA-256 collisions), and as
+ * the strings go in one after another, the digest of every prefix of the list comes out of the same pass
+ * (sequenceDigests): how the Meter finds the already-counted history of a chat.
+ */
+export function sequenceDigest(texts: readonly string[]): string {
+  return sequenceDigests(texts, 0).full;
+}
+
+/** sequenceDigest of `texts` and of its prefixes without its last 1..lookback strings (prefixes[j]: without j + 1). */
+function sequenceDigests(texts: readonly string[], lookback: number): { full: string; prefixes: string[] } {
+  const h = crypto.createHash("sha256");
+  const n = texts.length;
+  const first = Math.max(0, n - lookback);
+  const prefixes: string[] = [];
+  for (let i = 0; i < n; i++) {
+    if (i >= first && i > 0) prefixes.push(h.copy().digest("base64url"));
+    const t = texts[i]!;
+    h.update(`${t.length}:${t}`, "utf8");
+  }
+  return { full: h.digest("base64url"), prefixes: prefixes.reverse() };
+}
+
+/** How many strings at the end of a chat may be new for its history to be found in the cache with one lookup. */
+export const CHAT_LOOKBACK = 6;
 
 export interface MeterStats {
   /** strings tokenized (cache misses actually counted), inline and on workers */
@@ -94,6 +124,8 @@ export interface MeterStats {
   cacheMisses: number;
   /** strings whose count another call was already computing on a worker */
   inflightShared: number;
+  /** chats whose strings were found counted as a whole (all of them, or all but their last 1..CHAT_LOOKBACK) */
+  chatHits: number;
 }
 
 export const DEFAULT_INLINE_MAX_BYTES = 16 * 1024;
@@ -117,6 +149,14 @@ function intOption(name: string, value: number | undefined, fallback: number, mi
   if (value === undefined) return fallback;
   if (!Number.isSafeInteger(value) || value < min) throw new RangeError(`Meter option ${name} must be an integer ≥ ${min}`);
   return value;
+}
+
+/**
+ * The end of a cache key: the encoding and the scope. A string's key starts with its digest (43 characters), a
+ * chat's with "q" and its sequence digest (44): the first "\0" is at another place, so the two kinds never meet.
+ */
+function keySuffix(encoding: Encoding, scope: string | undefined): string {
+  return `\0${encoding}\0${scope ?? ""}`;
 }
 
 interface Miss {
@@ -146,6 +186,7 @@ export class Meter {
     cacheHits: 0,
     cacheMisses: 0,
     inflightShared: 0,
+    chatHits: 0,
   };
   #closed = false;
 
@@ -177,10 +218,9 @@ export class Meter {
     this.#open();
     checkSpec(spec);
     if (typeof text !== "string") throw new MeteringInputError(field, "must be a string");
-    const bytes = Buffer.byteLength(text, "utf8");
-    if (bytes > this.maxInputBytes) throw new TextTooLargeError(field, bytes, this.maxInputBytes);
-    const r = await this.#countStrings([text], [bytes], spec.encoding, options.scope);
-    return { ...finishCount(r, spec), cached: r.cached, digests: r.digests };
+    this.#checkSize(field, [text]);
+    const r = await this.#countStrings([text], spec.encoding, options.scope);
+    return { ...finishCount(r, spec), cached: r.cached, digest: r.digests[0] ?? "" };
   }
 
   /**
@@ -197,13 +237,11 @@ export class Meter {
     this.#open();
     checkSpec(spec);
     const plan = planChat(field, messages, tools, spec.encoding, options.toolsField);
-    const sizes = plan.texts.map((t) => Buffer.byteLength(t, "utf8"));
-    let bytes = 0;
-    for (const b of sizes) bytes += b;
-    if (bytes > this.maxInputBytes) throw new TextTooLargeError(field, bytes, this.maxInputBytes);
-    const r = await this.#countStrings(plan.texts, sizes, spec.encoding, options.scope);
+    const texts = plan.texts;
+    this.#checkSize(field, texts);
+    const r = await this.#countSequence(texts, spec.encoding, options.scope);
     const raw = { tokens: r.tokens + plan.overhead + roleTokens(plan, spec.encoding), approximate: r.approximate || plan.approximate };
-    return { ...finishCount(raw, spec), cached: r.cached, digests: r.digests };
+    return { ...finishCount(raw, spec), cached: r.cached, digest: r.digest };
   }
 
   /** Counters since construction (for tests and metrics). */
@@ -236,17 +274,64 @@ export class Meter {
     return this.#pool;
   }
 
-  /** The cache key of a string: its digest, the encoding and the scope. */
-  #key(digest: string, encoding: Encoding, scope: string | undefined): string {
-    return `${digest}\0${encoding}\0${scope ?? ""}`;
+  /**
+   * Refuses strings over maxInputBytes of UTF-8 in all. A UTF-16 unit is at most 3 UTF-8 bytes, so the exact count
+   * is only needed when the lengths come near the limit.
+   */
+  #checkSize(field: string, texts: readonly string[]): void {
+    let units = 0;
+    for (const t of texts) units += t.length;
+    if (units * 3 <= this.maxInputBytes) return;
+    let bytes = 0;
+    for (const t of texts) bytes += Buffer.byteLength(t, "utf8");
+    if (bytes > this.maxInputBytes) throw new TextTooLargeError(field, bytes, this.maxInputBytes);
+  }
+
+  /**
+   * Counts a chat's strings: the whole list from the cache (an exact repeat), or the list without its last 1..
+   * CHAT_LOOKBACK strings from the cache (the history) and the rest string by string; the sum is then kept under the
+   * whole list's digest for the next turn.
+   */
+  async #countSequence(
+    texts: readonly string[],
+    encoding: Encoding,
+    scope: string | undefined,
+  ): Promise<{ tokens: number; approximate: boolean; cached: boolean; digest: string }> {
+    const cache = this.#cache;
+    const suffix = keySuffix(encoding, scope);
+    const { full, prefixes } = sequenceDigests(texts, cache ? CHAT_LOOKBACK : 0);
+    const fullKey = `q${full}${suffix}`;
+    let start = 0;
+    let known = 0;
+    if (cache && texts.length > 0) {
+      const whole = cache.get(fullKey);
+      if (whole !== undefined) {
+        this.#stats.chatHits++;
+        const c = unpackCount(whole);
+        return { ...c, cached: true, digest: full };
+      }
+      for (let j = 0; j < prefixes.length; j++) {
+        const hit = cache.get(`q${prefixes[j]}${suffix}`);
+        if (hit !== undefined) {
+          this.#stats.chatHits++;
+          start = texts.length - (j + 1);
+          known = hit;
+          break;
+        }
+      }
+    }
+    const rest = await this.#countStrings(start === 0 ? texts : texts.slice(start), encoding, scope);
+    const prior = unpackCount(known);
+    const sum = { tokens: prior.tokens + rest.tokens, approximate: prior.approximate || rest.approximate };
+    if (texts.length > 0) cache?.set(fullKey, packCount(sum));
+    return { ...sum, cached: rest.cached, digest: full };
   }
 
   async #countStrings(
     texts: readonly string[],
-    sizes: readonly number[],
     encoding: Encoding,
     scope: string | undefined,
-  ): Promise<{ tokens: number; approximate: boolean; cached: boolean; digests: Map<string, string> }> {
+  ): Promise<{ tokens: number; approximate: boolean; cached: boolean; digests: string[] }> {
     let tokens = 0;
     let approximate = false;
     const add = (packed: number) => {
@@ -254,18 +339,16 @@ export class Meter {
       tokens += c.tokens;
       approximate ||= c.approximate;
     };
+    const suffix = keySuffix(encoding, scope);
     const misses = new Map<string, Miss>(); // unique by key
     const missKeys: string[] = []; // one per occurrence
-    const digests = new Map<string, string>();
+    const digests: string[] = []; // of the non-empty strings, in order
     for (let i = 0; i < texts.length; i++) {
       const text = texts[i]!;
       if (text.length === 0) continue;
-      let digest = digests.get(text);
-      if (digest === undefined) {
-        digest = digestOf(text);
-        digests.set(text, digest);
-      }
-      const key = this.#key(digest, encoding, scope);
+      const digest = digestOf(text);
+      digests.push(digest);
+      const key = digest + suffix;
       const hit = this.#cache?.get(key);
       if (hit !== undefined) {
         this.#stats.cacheHits++;
@@ -274,7 +357,7 @@ export class Meter {
       }
       this.#stats.cacheMisses++;
       missKeys.push(key);
-      if (!misses.has(key)) misses.set(key, { key, text, bytes: sizes[i]! });
+      if (!misses.has(key)) misses.set(key, { key, text, bytes: Buffer.byteLength(text, "utf8") });
     }
     if (missKeys.length === 0) return { tokens, approximate, cached: true, digests };
 

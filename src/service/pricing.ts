@@ -9,7 +9,7 @@ import {
   ReceiptSchema,
   type Usage as UsageMessage,
 } from "../gen/creditd/v1/pricing_pb.js";
-import { MeterOverloadedError, MeteringInputError, type Meter, digestOf } from "../metering/index.js";
+import { MeterOverloadedError, MeteringInputError, type Meter, digestOf, planChat, sequenceDigest } from "../metering/index.js";
 import { type Catalog, resolveModel, tokenizerSpecOf } from "../pricing/catalog.js";
 import { PricingError, type PriceRequest, type PriceResult, priceRequest, priceUsage, tokenModelOf } from "../pricing/price.js";
 import type { CatalogStore } from "../pricing/store.js";
@@ -82,14 +82,14 @@ export class Pricer {
   /** The worst case of a request, for Reserve; the catalog version is published so any replica can settle it. */
   async priceHold(field: string, accountId: string, p: PricedRequest): Promise<PricedHold> {
     const catalog = this.catalogs.current;
-    const { request, context, tokenizer, digests } = await this.count(field, accountId, catalog, p);
+    const { request, context, tokenizer, inputDigest } = await this.count(field, accountId, catalog, p);
     const result = guard(field, () => priceRequest(catalog, request));
     await this.registry.publish(catalog);
     const receipt = toReceipt(result, tokenizer);
     return {
       amountMicros: Number(result.totalMicros),
       // Hashing the request (text included) identifies a retry without keeping any of its text.
-      fingerprint: fingerprintOf(p, digests),
+      fingerprint: fingerprintOf(p, inputDigest),
       context: JSON.stringify({ ...context, out: result.maxOutputTokens }),
       catalogVersion: catalog.version,
       receipt,
@@ -163,12 +163,12 @@ export class Pricer {
     request: PriceRequest;
     context: PricingContext;
     tokenizer: { label: string; estimated: boolean };
-    /** The Meter's digest of each text it counted (for the fingerprint). */
-    digests: ReadonlyMap<string, string>;
+    /** The Meter's digest of the input (inputDigestOf; for the fingerprint). */
+    inputDigest: string;
   }> {
     let inputTokens = 0n;
     let tokenizer = { label: "", estimated: false };
-    let digests: ReadonlyMap<string, string> = NO_DIGESTS;
+    let inputDigest = "";
     if (p.input.case === "inputTokens") {
       inputTokens = p.input.value;
     } else if (p.input.case === "text" || p.input.case === "chat") {
@@ -186,7 +186,7 @@ export class Pricer {
       );
       inputTokens = BigInt(counted.tokens);
       tokenizer = { label: counted.tokenizer, estimated: counted.estimated };
-      digests = counted.digests;
+      inputDigest = counted.digest;
     }
     const context: PricingContext = {
       in: inputTokens.toString(),
@@ -204,7 +204,7 @@ export class Pricer {
       maxOutputTokens: p.maxOutputTokens || undefined,
       maxCreditsMicros: p.maxCreditsMicros,
     };
-    return { request, context, tokenizer, digests };
+    return { request, context, tokenizer, inputDigest };
   }
 
   private async meterCall<T>(f: () => Promise<T>): Promise<T> {
@@ -220,25 +220,46 @@ export class Pricer {
   }
 }
 
-const NO_DIGESTS: ReadonlyMap<string, string> = new Map();
+/**
+ * What identifies a priced request's input without its text, as the Meter hands it back with the count
+ * (MeterCount.digest): a text's digestOf ("" for an empty one), a chat's sequenceDigest of the strings it is counted
+ * by (planChat: tool lines, then each message's content and name), "" for any other input. Computing it here hashes
+ * every text: the Pricer takes the Meter's instead. A chat must be one the Meter could count (its tools' parameters
+ * JSON objects).
+ */
+export function inputDigestOf(p: PricedRequest): string {
+  const input = p.input;
+  if (input.case === "text") return input.value === "" ? "" : digestOf(input.value);
+  if (input.case !== "chat") return "";
+  const plan = planChat("chat.messages", input.value.messages.map(chatMessage), tools("chat.tools", input.value.tools), "o200k_base");
+  return sequenceDigest(plan.texts);
+}
 
 /**
- * The idempotency fingerprint of a priced Reserve (same request id with another fingerprint: a conflict). It is the
- * SHA-256 of the request's protobuf encoding with every text replaced by its digest (digestOf: the prompt, each
- * chat message's content), taken from what the Meter already hashed, so a large prompt is neither encoded nor hashed
- * a second time. Two requests get one fingerprint only if they are equal, up to SHA-256 collisions: each text is
- * always replaced (an empty one by ""), every other field, present or new, is encoded as it is.
+ * The idempotency fingerprint of a priced Reserve (same request id with another fingerprint: a conflict), from the
+ * input's digest the Meter already computed (inputDigestOf), so that no text is encoded or hashed a second time:
+ * - a text: SHA-256 of the request's protobuf encoding with the text replaced by its digest;
+ * - a chat: SHA-256 of the JSON of [the request's encoding without the messages (base64), each message's role,
+ *   name and content length, the chat's digest]. The digest covers the sequence of the chat's strings with their
+ *   lengths and the rest says where each message's content sits in it (a message's strings are its content, then
+ *   its name; an empty content is left out), so any change of a content changes the fingerprint. A JSON text starts
+ *   with "[", which no proto3 encoding of the request does (0x5B is a group start), so the two forms never meet.
+ *   A new field of ChatMessage must be added to the message tuple (test/service/pricing-fingerprint.test.ts checks
+ *   the fields);
+ * - anything else: SHA-256 of the request's encoding.
+ * Two requests get one fingerprint only if they are equal, up to SHA-256 collisions.
  */
-export function fingerprintOf(p: PricedRequest, digests: ReadonlyMap<string, string> = NO_DIGESTS): string {
-  const d = (text: string) => (text === "" ? "" : (digests.get(text) ?? digestOf(text)));
-  let input = p.input;
+export function fingerprintOf(p: PricedRequest, inputDigest: string = inputDigestOf(p)): string {
+  const input = p.input;
   if (input.case === "text") {
-    input = { case: "text", value: d(input.value) };
-  } else if (input.case === "chat") {
-    const messages = input.value.messages.map((m) => ({ ...m, content: d(m.content) }));
-    input = { case: "chat", value: { ...input.value, messages } };
+    return digestOf(toBinary(PricedRequestSchema, { ...p, input: { case: "text", value: inputDigest } }));
   }
-  return digestOf(toBinary(PricedRequestSchema, { ...p, input }));
+  if (input.case === "chat") {
+    const rest = toBinary(PricedRequestSchema, { ...p, input: { case: "chat", value: { ...input.value, messages: [] } } });
+    const messages = input.value.messages.map((m) => [m.role, m.name, m.content.length]);
+    return digestOf(JSON.stringify([Buffer.from(rest.buffer, rest.byteOffset, rest.byteLength).toString("base64"), messages, inputDigest]));
+  }
+  return digestOf(toBinary(PricedRequestSchema, p));
 }
 
 function requestOf(c: PricingContext): PriceRequest {

@@ -4,9 +4,10 @@ import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { MeterClosedError, MeterOverloadedError, TextTooLargeError } from "../../src/metering/errors.js";
-import { Meter, digestOf } from "../../src/metering/meter.js";
+import { CHAT_LOOKBACK, Meter, digestOf, sequenceDigest } from "../../src/metering/meter.js";
 import { countRaw } from "../../src/metering/tokenizer.js";
 import { english, mixed } from "./texts.js";
 
@@ -156,7 +157,10 @@ describe("cache", () => {
     const after = meter.stats();
     expect(after.tokenizedTexts - before.tokenizedTexts).toBe(1); // only the new message
     expect(after.tokenizedBytes - before.tokenizedBytes).toBe(Buffer.byteLength("And what about the invoice from last March?"));
-    expect(after.cacheHits - before.cacheHits).toBe(51);
+    // the history in one lookup (the chat's strings without the last one), the new message through the per-string cache
+    expect(after.chatHits - before.chatHits).toBe(1);
+    expect(after.cacheHits - before.cacheHits).toBe(0);
+    expect(after.cacheMisses - before.cacheMisses).toBe(1);
     expect(second.cached).toBe(false);
 
     // and the count is right: the same chat on a meter without a cache
@@ -170,25 +174,127 @@ describe("cache", () => {
     expect(meter.stats().tokenizedTexts).toBe(after.tokenizedTexts);
   });
 
-  it("hands back the SHA-256 of every string it counted, cached or not, whatever the scope and encoding", async () => {
+  it("hands back the SHA-256 of a text, and of a chat's strings as a sequence, cached or not, whatever the scope and encoding", async () => {
     const sha = (t: string) => createHash("sha256").update(t, "utf8").digest("base64url");
+    // the definition: each string's UTF-16 length, ":", the string
+    const seq = (texts: string[]) => {
+      const h = createHash("sha256");
+      for (const t of texts) h.update(`${t.length}:${t}`, "utf8");
+      return h.digest("base64url");
+    };
     const text = `Digest me: ${mixed(3000, 77)}`;
     for (const [scope, encoding] of [["a", "o200k_base"], ["a", "o200k_base"], ["b", "cl100k_base"]] as const) {
       const r = await meter.countText("t", text, { encoding }, { scope });
-      expect([...r.digests]).toEqual([[text, sha(text)]]);
+      expect(r.digest).toBe(sha(text));
     }
-    expect((await meter.countText("t", "", O200K)).digests.size).toBe(0);
+    expect((await meter.countText("t", "", O200K)).digest).toBe("");
+    expect(digestOf("Hello there")).toBe(sha("Hello there"));
+    expect(digestOf(Buffer.from("Hello there"))).toBe(sha("Hello there"));
 
     const messages = [
       { role: "system", content: "Be brief." },
       { role: "user", content: "Hello there", name: "ana" },
-      { role: "user", content: "Be brief." }, // the same string twice: one entry
-      { role: "assistant", content: "" },
+      { role: "user", content: "Be brief." },
+      { role: "assistant", content: "" }, // nothing to count: not in the sequence
     ];
-    const r = await meter.countChat("input.messages", messages, undefined, O200K, { scope: "a" });
-    expect(new Map(r.digests)).toEqual(new Map(["Be brief.", "Hello there", "ana"].map((t) => [t, sha(t)])));
-    expect(digestOf("Hello there")).toBe(sha("Hello there"));
-    expect(digestOf(Buffer.from("Hello there"))).toBe(sha("Hello there"));
+    const tools = [{ type: "function", function: { name: "get_weather", description: "Weather of a city." } }];
+    for (const [scope, encoding] of [["a", "o200k_base"], ["a", "o200k_base"], ["b", "cl100k_base"]] as const) {
+      const r = await meter.countChat("input.messages", messages, undefined, { encoding }, { scope });
+      expect(r.digest).toBe(seq(["Be brief.", "Hello there", "ana", "Be brief."]));
+      expect(r.digest).toBe(sequenceDigest(["Be brief.", "Hello there", "ana", "Be brief."]));
+      // the tool lines come first
+      const withTools = await meter.countChat("input.messages", messages, tools, { encoding }, { scope });
+      expect(withTools.digest).toBe(seq(["get_weather:Weather of a city", "Be brief.", "Hello there", "ana", "Be brief."]));
+    }
+    // the lengths tell apart lists whose strings run together the same way
+    expect(sequenceDigest(["ab", "c"])).not.toBe(sequenceDigest(["a", "bc"]));
+    expect(sequenceDigest(["1:a"])).not.toBe(sequenceDigest(["a"]));
+    expect(sequenceDigest([])).toBe(sha(""));
+  });
+
+  it("finds a chat's history with one lookup when up to CHAT_LOOKBACK strings are new, and still counts right beyond", async () => {
+    const m = new Meter({ cacheEntries: 1000 });
+    try {
+      const history = chat(20, 4000);
+      await m.countChat("input.messages", history, undefined, O200K, { scope: "acme" });
+      for (const added of [1, 2, CHAT_LOOKBACK, CHAT_LOOKBACK + 1]) {
+        const extra = Array.from({ length: added }, (_, i) => ({ role: i % 2 ? "assistant" : "user", content: english(60, 7000 + 10 * added + i) }));
+        const next = [...history, ...extra];
+        const before = m.stats();
+        const r = await m.countChat("input.messages", next, undefined, O200K, { scope: "acme" });
+        const after = m.stats();
+        expect(after.chatHits - before.chatHits).toBe(added <= CHAT_LOOKBACK ? 1 : 0);
+        expect(after.tokenizedTexts - before.tokenizedTexts).toBe(added); // only the new strings, either way
+        expect(after.cacheHits - before.cacheHits).toBe(added <= CHAT_LOOKBACK ? 0 : history.length);
+        const fresh = new Meter({ cacheEntries: 0 });
+        expect(r).toEqual({ ...(await fresh.countChat("input.messages", next, undefined, O200K)), cached: false });
+        await fresh.close();
+      }
+      // an exact repeat: one lookup, nothing else
+      const before = m.stats();
+      const again = await m.countChat("input.messages", history, undefined, O200K, { scope: "acme" });
+      expect(again.cached).toBe(true);
+      expect(m.stats().chatHits - before.chatHits).toBe(1);
+      expect(m.stats().cacheHits - before.cacheHits).toBe(0);
+      // another scope or encoding finds nothing of it
+      for (const [scope, encoding] of [["other", "o200k_base"], ["acme", "cl100k_base"]] as const) {
+        const b = m.stats();
+        expect((await m.countChat("input.messages", history, undefined, { encoding }, { scope })).cached).toBe(false);
+        expect(m.stats().chatHits - b.chatHits).toBe(0);
+      }
+    } finally {
+      await m.close();
+    }
+  });
+
+  it("never takes a chat's sum for a text's count or the reverse (a text can spell out a chat's hashed form)", async () => {
+    const m = new Meter({ cacheEntries: 100 });
+    try {
+      const word = "supercalifragilistic";
+      const chatCount = await m.countChat("input.messages", [{ role: "user", content: word }], undefined, O200K);
+      // the string a one-string chat is hashed as
+      const spelled = `${word.length}:${word}`;
+      const textCount = await m.countText("t", spelled, O200K);
+      expect(textCount.cached).toBe(false);
+      expect(textCount.tokens).toBe(countRaw(spelled, "o200k_base").tokens);
+      expect(textCount.digest).toBe(sequenceDigest([word]));
+      const chatAgain = await m.countChat("input.messages", [{ role: "user", content: word }], undefined, O200K);
+      expect(chatAgain).toEqual({ ...chatCount, cached: true });
+    } finally {
+      await m.close();
+    }
+  });
+
+  it("counts every turn of random conversations as a meter without a cache does", async () => {
+    const m = new Meter({ cacheEntries: 500 });
+    const fresh = new Meter({ cacheEntries: 0 });
+    const role = fc.constantFrom("system", "user", "assistant", "tool");
+    const content = fc.constantFrom("", "hi", "Hello there!", "x".repeat(40), "日本語のテキスト", "a:b", "1:a");
+    const message = fc.record({ role, content, name: fc.option(fc.constantFrom("ana", "bo"), { nil: undefined }) });
+    const tool = fc.record({ type: fc.constant("function"), function: fc.record({ name: fc.constantFrom("f", "g"), description: fc.constantFrom("", "Does f.") }) });
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(message, { minLength: 1, maxLength: 6 }),
+          fc.array(fc.array(message, { minLength: 0, maxLength: 9 }), { minLength: 1, maxLength: 4 }),
+          fc.option(fc.array(tool, { maxLength: 2 }), { nil: undefined }),
+          fc.constantFrom("s1", "s2"),
+          async (start, turns, tools, scope) => {
+            let messages = start;
+            for (const added of turns) {
+              messages = [...messages, ...added];
+              const got = await m.countChat("input.messages", messages, tools, O200K, { scope });
+              const want = await fresh.countChat("input.messages", messages, tools, O200K);
+              expect({ ...got, cached: false }).toEqual(want);
+            }
+          },
+        ),
+        { numRuns: 300 },
+      );
+    } finally {
+      await m.close();
+      await fresh.close();
+    }
   });
 
   it("keeps scopes apart and encodings apart", async () => {

@@ -1,12 +1,12 @@
-// The idempotency fingerprint of a priced Reserve (src/service/pricing.ts): built from the Meter's digests of the
-// texts instead of encoding and hashing the whole request again, it must still tell apart any two requests that
+// The idempotency fingerprint of a priced Reserve (src/service/pricing.ts): built from the Meter's digest of the
+// input (a text's, or a chat's strings as a sequence) instead of encoding and hashing the whole request again, it must still tell apart any two requests that
 // differ, and be the same for the same request however its texts were counted.
 import { type MessageInitShape, create, equals } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
-import { type PricedRequest, PricedRequestSchema } from "../../src/gen/creditd/v1/pricing_pb.js";
-import { digestOf } from "../../src/metering/index.js";
-import { fingerprintOf } from "../../src/service/pricing.js";
+import { ChatMessageSchema, type PricedRequest, PricedRequestSchema } from "../../src/gen/creditd/v1/pricing_pb.js";
+import { digestOf, sequenceDigest } from "../../src/metering/index.js";
+import { fingerprintOf, inputDigestOf } from "../../src/service/pricing.js";
 import { testPricer } from "../support/pricing.js";
 import { uniquePrefix, useTestRedis } from "../support/redis.js";
 
@@ -15,6 +15,7 @@ const priced = (p: MessageInitShape<typeof PricedRequestSchema>): PricedRequest 
 // Small alphabets, so that random pairs are often equal, or differ in one place only.
 const text = fc.constantFrom("", "a", "b", "ab", "a:b", digestOf("a"), "é");
 const int64 = fc.constantFrom(0n, 1n, 2n);
+const parametersJson = fc.constantFrom("", "{}", '{"properties":{"a":{"type":"string"}}}', '{"properties":{"a":{"type":"number"}}}');
 const int32 = fc.constantFrom(0, 1, 2);
 const request: fc.Arbitrary<PricedRequest> = fc
   .record({
@@ -28,7 +29,8 @@ const request: fc.Arbitrary<PricedRequest> = fc
         case: fc.constant("chat" as const),
         value: fc.record({
           messages: fc.array(fc.record({ role: fc.constantFrom("user", "system"), content: text, name: text }), { maxLength: 3 }),
-          tools: fc.array(fc.record({ name: text, description: text, parametersJson: text }), { maxLength: 1 }),
+          // parameters that the Meter can count (a request with others is refused before any fingerprint)
+          tools: fc.array(fc.record({ name: text, description: text, parametersJson: parametersJson }), { maxLength: 1 }),
         }),
       }),
     ),
@@ -71,11 +73,21 @@ describe("fingerprintOf", () => {
     expect(new Set(fingerprints).size).toBe(fingerprints.length);
   });
 
-  it("uses the digests it is given for the texts: the same fingerprint as hashing them itself", () => {
+  it("uses the input digest it is given: the same fingerprint as hashing the texts itself", () => {
     const p = priced({ input: { case: "chat", value: { messages: [{ role: "user", content: "hello", name: "x" }] } } });
-    expect(fingerprintOf(p, new Map([["hello", digestOf("hello")]]))).toBe(fingerprintOf(p));
-    // What it is given is what it uses (the Meter's map is trusted, not checked): a wrong digest changes it.
-    expect(fingerprintOf(p, new Map([["hello", digestOf("other")]]))).not.toBe(fingerprintOf(p));
+    expect(inputDigestOf(p)).toBe(sequenceDigest(["hello", "x"]));
+    expect(fingerprintOf(p, sequenceDigest(["hello", "x"]))).toBe(fingerprintOf(p));
+    // What it is given is what it uses (the Meter's digest is trusted, not checked): a wrong digest changes it.
+    expect(fingerprintOf(p, sequenceDigest(["other", "x"]))).not.toBe(fingerprintOf(p));
+    const t = priced({ input: { case: "text", value: "hello" } });
+    expect(inputDigestOf(t)).toBe(digestOf("hello"));
+    expect(fingerprintOf(t, digestOf("hello"))).toBe(fingerprintOf(t));
+  });
+
+  it("covers every field of a chat message (a new field must join the fingerprint's message tuple)", () => {
+    // fingerprintOf encodes each message as [role, name, content length] and the contents through the input digest:
+    // a field added to ChatMessage would otherwise be left out of it.
+    expect(ChatMessageSchema.fields.map((f) => f.name)).toEqual(["role", "content", "name"]);
   });
 });
 
