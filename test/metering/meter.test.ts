@@ -7,7 +7,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { MeterClosedError, MeterOverloadedError, TextTooLargeError } from "../../src/metering/errors.js";
-import { CHAT_LOOKBACK, Meter, digestOf, sequenceDigest } from "../../src/metering/meter.js";
+import { CHAT_LOOKBACK, HASH_SLICE, Meter, digestInSlices, digestOf, sequenceDigest } from "../../src/metering/meter.js";
 import { countRaw } from "../../src/metering/tokenizer.js";
 import { english, mixed } from "./texts.js";
 
@@ -295,6 +295,39 @@ describe("cache", () => {
       await m.close();
       await fresh.close();
     }
+  });
+
+  it("hashes a long string in slices, letting the event loop run between them, to the same digest", async () => {
+    const emoji = "😀"; // a surrogate pair
+    const slice = 8;
+    const texts = [
+      "a".repeat(7) + emoji + "b".repeat(30), // the pair straddles the first slice's end
+      "a".repeat(8) + emoji.repeat(20),
+      "a".repeat(7) + "\ud800" + "b".repeat(20), // a lone high surrogate at a slice's end
+      "a".repeat(8) + "\udc00" + "b".repeat(20), // a lone low surrogate at a slice's start
+      "日本語のテキスト".repeat(9),
+      "short",
+      "",
+    ];
+    for (const t of texts) expect(await digestInSlices(t, slice)).toBe(digestOf(t));
+
+    const long = mixed(HASH_SLICE * 16, 31);
+    let ticks = 0;
+    let running = true;
+    const tick = () => {
+      ticks++;
+      if (running) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const d = await digestInSlices(long);
+    running = false;
+    expect(d).toBe(digestOf(long));
+    expect(ticks).toBeGreaterThanOrEqual(Math.ceil(long.length / HASH_SLICE) - 1);
+
+    // a chat with a long message: the same digest as hashing it in one go
+    const messages = [{ role: "user", content: long }, { role: "assistant", content: "ok" + emoji }];
+    const r = await meter.countChat("input.messages", messages, undefined, O200K, { scope: "slices" });
+    expect(r.digest).toBe(sequenceDigest([long, "ok" + emoji]));
   });
 
   it("keeps scopes apart and encodings apart", async () => {
