@@ -25,6 +25,7 @@ import { toWireError } from "./errors.js";
 import { HEALTH_FILE_DESCRIPTOR } from "./health-descriptor.js";
 import { ABORTED, abortedError, nextOrAborted, shuttingDown, stopIterator } from "./stream.js";
 import {
+  MAX_MESSAGE_BYTES,
   type ServerStreamingHandler,
   type ServiceBinding,
   type UnaryHandler,
@@ -32,9 +33,6 @@ import {
   rpcName,
   streamingHandlerOf,
 } from "./types.js";
-
-/** Largest request or response message accepted, both directions (the gRPC default is 4 MiB in). */
-export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 /** The metadata key gRPC clients (grpc-go, grpc-java, grpc-js, grpcurl) read rich error details from. */
 export const STATUS_DETAILS_KEY = "grpc-status-details-bin";

@@ -26,6 +26,7 @@ import type { Logger } from "pino";
 import { toWireError } from "./errors.js";
 import { ABORTED, abortedError, linkedController, nextOrAborted, shuttingDown, stopIterator } from "./stream.js";
 import {
+  MAX_MESSAGE_BYTES,
   type ServerStreamingHandler,
   type ServiceBinding,
   type UnaryHandler,
@@ -33,9 +34,6 @@ import {
   rpcName,
   streamingHandlerOf,
 } from "./types.js";
-
-/** Largest request or response message accepted (same limit as the gRPC edge). */
-export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 export interface HttpServerOptions {
   /** "host:port" ("[::1]:8080" for IPv6); port 0 picks a free port (returned as `port`). */

@@ -10,6 +10,9 @@ import type {
   MessageShape,
 } from "@bufbuild/protobuf";
 
+/** Largest request or response message either edge accepts, both directions (the gRPC default is 4 MiB in). */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
 /** What a handler gets besides the request. Kept transport-neutral on purpose. */
 export interface CallContext {
   /**
