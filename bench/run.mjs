@@ -1,6 +1,6 @@
 // npm run bench [-- --quick] [-- --only=1,3]
 //
-// Starts its own redis-server and creditd (node dist/main.js, as `npm start` runs it, logging at info to a file),
+// Starts its own redis-server and creditd (node [flags] dist/main.js, as `npm start` runs it, logging at info to a file),
 // drives creditd from other processes (bench/loadgen.mjs: raw HTTP/2 gRPC with pre-encoded frames; h2load for the
 // no-op), and prints one table of figures, each next to a baseline measured in the same run, with the ratio and the
 // target of issue 6. The table is also written to bench/results/latest.json (and last-full-run.json). See bench/README.md.

@@ -1,5 +1,5 @@
-// The bench's child processes: redis-server, creditd (node dist/main.js), the load generator, and the cleanup that
-// stops every one of them on exit, on an error and on Ctrl-C.
+// The bench's child processes: redis-server, creditd (node [flags] dist/main.js), the load generator, and the cleanup
+// that stops every one of them on exit, on an error and on Ctrl-C.
 import { execFileSync, fork, spawn } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import http2 from "node:http2";
@@ -62,13 +62,26 @@ export async function startRedis() {
   return redis;
 }
 
-/** creditd as production runs it (logs at info to a file), on free ports, against the bench's Redis. */
+/**
+ * The Node flags creditd runs with in production: those of `npm start` (package.json; deploy/sidecar.yaml has the same,
+ * checked by test/deploy/node-flags.test.ts). BENCH_CREDITD_NODE_FLAGS replaces them for an A/B run ("" = none).
+ */
+export function creditdNodeFlags() {
+  const override = process.env.BENCH_CREDITD_NODE_FLAGS;
+  if (override !== undefined) return override.split(" ").filter(Boolean);
+  const start = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).scripts.start;
+  const m = / node ((?:--\S+ )*)dist\/main\.js/.exec(start);
+  if (!m) throw new Error(`package.json's start script does not run "node [--flags] dist/main.js": ${start}`);
+  return m[1].split(" ").filter(Boolean);
+}
+
+/** creditd as production runs it (its Node flags, logs at info to a file), on free ports, against the bench's Redis. */
 export async function startCreditd({ redisUrl, env = {}, nodeArgs = [], name = "creditd", main = join(ROOT, "dist/main.js") }) {
   const grpcPort = await findFreePort();
   const httpPort = await findFreePort();
   const logPath = join(runDir, `${name}.log`);
   const out = openSync(logPath, "w");
-  const child = spawn(process.execPath, [...nodeArgs, resolve(main)], {
+  const child = spawn(process.execPath, [...creditdNodeFlags(), ...nodeArgs, resolve(main)], {
     cwd: runDir,
     env: {
       ...process.env,

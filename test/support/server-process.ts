@@ -272,6 +272,8 @@ export interface StartServerOptions {
   /** How long to wait for the "creditd serving" line; default 15 s. */
   startTimeoutMs?: number;
   cwd?: string;
+  /** Node flags before dist/main.js (production's are in package.json's start script). */
+  nodeArgs?: readonly string[];
 }
 
 function describeOutput(stdout: string, stderr: string): string {
@@ -283,7 +285,7 @@ function describeOutput(stdout: string, stderr: string): string {
 export async function startServer(opts: StartServerOptions = {}): Promise<ServerProcess> {
   await ensureBuilt();
   const timeoutMs = opts.startTimeoutMs ?? 15_000;
-  const p = spawnCaptured(process.execPath, [MAIN_JS], testEnv(opts.env), opts.cwd ?? ROOT);
+  const p = spawnCaptured(process.execPath, [...(opts.nodeArgs ?? []), MAIN_JS], testEnv(opts.env), opts.cwd ?? ROOT);
 
   const findServing = (): LogLine | undefined => jsonLines(p.stdout()).find((l) => l.msg === "creditd serving");
   const serving = await new Promise<LogLine>((resolve, reject) => {
