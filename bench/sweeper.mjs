@@ -1,17 +1,18 @@
 // What one background sweeper pass costs, by how it finds the sweep indexes to read: reading every slot's index
 // (16,384 ZRANGEBYSCOREs in pipelines of 1,024) against walking the keyspace with SCAN MATCH for the indexes that
 // exist, at several keyspace sizes. Measures Redis CPU (INFO cpu) and this process's CPU (the sweeper runs here,
-// with creditd's Ledger and client options) per pass; the median of the passes is printed.
+// with creditd's Ledger and client options) per pass, and the longest the pass kept this process's event loop from
+// anything else (monitorEventLoopDelay, 1 ms resolution: what an RPC arriving during the pass would wait); the median
+// of the passes is printed.
 //
-//   npm run build && node bench/sweeper.mjs [--sizes=0,100000,1000000] [--holds=100] [--passes=5]
+//   npm run build && node bench/sweeper.mjs [--sizes=0,100000,1000000] [--holds=100] [--passes=5] [--dist=path/to/dist]
 //
 // Nothing is due during the passes (the holds last an hour), so a pass is only finding and reading indexes: the
 // part of the sweeper's cost that does not depend on how many holds expire.
-import { performance } from "node:perf_hooks";
+import { resolve } from "node:path";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { pathToFileURL } from "node:url";
 import { Redis } from "ioredis";
-import { Ledger } from "../dist/ledger/ledger.js";
-import { Sweeper } from "../dist/ledger/sweeper.js";
-import { createRedisClient } from "../dist/redis/connect.js";
 import { median } from "./lib/measure.mjs";
 import { shutdown, startRedis } from "./lib/procs.mjs";
 
@@ -19,6 +20,13 @@ const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))
 const sizes = arg("sizes", "0,100000,1000000").split(",").map(Number);
 const holds = Number(arg("holds", "100"));
 const passes = Number(arg("passes", "5"));
+
+// --dist=path: another build's dist/ (an experiment, see ab.mjs)
+const dist = arg("dist", undefined);
+const load = (mod) => import(dist ? pathToFileURL(resolve(dist, mod)).href : `../dist/${mod}`);
+const { Ledger } = await load("ledger/ledger.js");
+const { Sweeper } = await load("ledger/sweeper.js");
+const { createRedisClient } = await load("redis/connect.js");
 
 const quiet = { warn: () => {}, debug: () => {} };
 
@@ -59,25 +67,30 @@ try {
       const redisUs = [];
       const nodeUs = [];
       const wallMs = [];
+      const blockMs = [];
       for (let i = 0; i < passes; i++) {
+        const loop = monitorEventLoopDelay({ resolution: 1 });
+        loop.enable();
         const r0 = await redisCpuUs(admin);
         const c0 = process.cpuUsage();
         const t0 = performance.now();
         const n = await sweeper.sweepOnce();
         wallMs.push(performance.now() - t0);
+        loop.disable();
+        blockMs.push(loop.max / 1e6);
         const c = process.cpuUsage(c0);
         nodeUs.push(c.user + c.system);
         redisUs.push((await redisCpuUs(admin)) - r0);
         if (n !== 0) throw new Error(`a pass touched ${n} accounts; none is due`);
       }
-      rows.push({ keys: dbsize, mode: name, redisMs: median(redisUs) / 1e3, nodeMs: median(nodeUs) / 1e3, wallMs: median(wallMs) });
+      rows.push({ keys: dbsize, mode: name, redisMs: median(redisUs) / 1e3, nodeMs: median(nodeUs) / 1e3, wallMs: median(wallMs), blockMs: median(blockMs) });
     }
   }
   console.log(`sweeper pass, ${holds} accounts with a hold, median of ${passes} passes`);
-  console.log("| keys in Redis | how indexes are found | Redis CPU per pass | sweeper-process CPU per pass | wall time |");
-  console.log("| ---: | --- | ---: | ---: | ---: |");
+  console.log("| keys in Redis | how indexes are found | Redis CPU per pass | sweeper-process CPU per pass | wall time | longest block |");
+  console.log("| ---: | --- | ---: | ---: | ---: | ---: |");
   for (const r of rows) {
-    console.log(`| ${r.keys.toLocaleString("en-US")} | ${r.mode} | ${r.redisMs.toFixed(1)} ms | ${r.nodeMs.toFixed(1)} ms | ${r.wallMs.toFixed(0)} ms |`);
+    console.log(`| ${r.keys.toLocaleString("en-US")} | ${r.mode} | ${r.redisMs.toFixed(1)} ms | ${r.nodeMs.toFixed(1)} ms | ${r.wallMs.toFixed(0)} ms | ${r.blockMs.toFixed(1)} ms |`);
   }
   admin.disconnect();
   client.disconnect();
