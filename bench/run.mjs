@@ -45,7 +45,7 @@ const P = quick
       s1: { warm: 3000, n: 10_000, rounds: 3, conc: 32, fixedS: 8, h2n: 40_000, rateCap: 2000 },
       s2: { accounts: 1000, cycles: 15_000, rounds: 3, conc: 16 },
       s3: { convs: 300, conc: 4, rounds: 3 },
-      s4: { rate: 200, windowS: 5, rounds: 3, bigBytes: 1024 * 1024 },
+      s4: { rate: 200, windowS: 5, rounds: 5, bigBytes: 1024 * 1024 },
       s5: { cycles: 3000 },
       s6: { durS: 3, levels: [1, 8, 64, 256], hotDurS: 4, hotConc: 64 },
       s7: { durS: 4, rounds: 2, conc: 64, keys: 1000 },
