@@ -64,7 +64,7 @@ export async function startRedis() {
 
 /**
  * The Node flags creditd runs with in production: those of `npm start` (package.json; deploy/sidecar.yaml has the same,
- * checked by test/deploy/node-flags.test.ts). BENCH_CREDITD_NODE_FLAGS replaces them for an A/B run ("" = none).
+ * checked by test/e2e/node-flags.test.ts). BENCH_CREDITD_NODE_FLAGS replaces them for an A/B run ("" = none).
  */
 export function creditdNodeFlags() {
   const override = process.env.BENCH_CREDITD_NODE_FLAGS;
