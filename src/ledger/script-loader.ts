@@ -1,23 +1,33 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 
+const INCLUDE = /^--- @include "([^"]+)"[ \t]*$/gm;
+
+/** A Lua file (relative to dir, without the .lua ending) with each `--- @include "path"` line replaced by each(path). */
+function withIncludes(dir: URL, file: string, each: (target: string) => string): string {
+  return readFileSync(new URL(`${file}.lua`, dir), "utf8").replace(INCLUDE, (_line, target: string) => each(target));
+}
+
 /**
- * Reads a Lua script and resolves its `--- @include "path"` lines (relative to the script's folder, without the
- * .lua ending). Each file is included once per script, however many times it is named (so include cycles end
- * too): the helpers are Lua `local function`s, and a second copy would only shadow the first.
+ * Inlines a file's includes where they stand, recursively, each file once across every call sharing `included`:
+ * the helpers are Lua `local function`s, a second copy would only shadow the first (and cycles end).
+ */
+function inliner(dir: URL, included: Set<string>): (file: string) => string {
+  const inline = (file: string): string =>
+    withIncludes(dir, file, (target) => {
+      if (included.has(target)) return `-- (already included: ${target})`;
+      included.add(target);
+      return inline(target);
+    });
+  return inline;
+}
+
+/**
+ * Reads a Lua script with its `--- @include "path"` lines resolved (relative to the script's folder, without the
+ * .lua ending): each file once per script, however many times it is named (see inliner).
  */
 export function loadScript(dir: URL, name: string): string {
-  const included = new Set<string>([name]);
-  const resolve = (file: string): string =>
-    readFileSync(new URL(`${file}.lua`, dir), "utf8").replace(
-      /^--- @include "([^"]+)"[ \t]*$/gm,
-      (_line, target: string) => {
-        if (included.has(target)) return `-- (already included: ${target})`;
-        included.add(target);
-        return resolve(target);
-      },
-    );
-  return resolve(name);
+  return inliner(dir, new Set([name]))(name);
 }
 
 /** The number of KEYS a script takes, from its file name (`reserve-5` takes 5), as BullMQ names them. */
@@ -49,26 +59,15 @@ export function loadLibrary(dir: URL, names: readonly string[]): LuaLibrary {
   const head: string[] = [];
   // An include's own includes are inlined where they stand (as loadScript does: later helpers use earlier ones);
   // a script's includes go to the library's head, once.
-  const inline = (file: string): string =>
-    readFileSync(new URL(`${file}.lua`, dir), "utf8").replace(
-      /^--- @include "([^"]+)"[ \t]*$/gm,
-      (_line, target: string) => {
-        if (included.has(target)) return `-- (already included: ${target})`;
-        included.add(target);
-        return inline(target);
-      },
-    );
+  const inline = inliner(dir, included);
   const resolve = (file: string): string =>
-    readFileSync(new URL(`${file}.lua`, dir), "utf8").replace(
-      /^--- @include "([^"]+)"[ \t]*$/gm,
-      (_line, target: string) => {
-        if (!included.has(target)) {
-          included.add(target);
-          head.push(inline(target));
-        }
-        return `-- (included above: ${target})`;
-      },
-    );
+    withIncludes(dir, file, (target) => {
+      if (!included.has(target)) {
+        included.add(target);
+        head.push(inline(target));
+      }
+      return `-- (included above: ${target})`;
+    });
   const bodies = names.map((name) => [name, resolve(name)] as const);
   const hash = createHash("sha1");
   for (const part of head) hash.update(part);
