@@ -1,6 +1,6 @@
-// The scripts take shortcuts when there is little to do (one bucket: no sort; one draw: no list; one due bucket;
-// a usage group's totals in their usual form). Each case here runs the same calls through the shortcut and through
-// the general path, with the same expectations, so the two cannot drift apart.
+// The scripts take shortcuts when there is little to do (one bucket: no sort; one draw: no list, one match; one due
+// bucket; a usage group's totals in their usual form). Each case here runs the same calls through the shortcut and
+// through the general path, with the same expectations, so the two cannot drift apart.
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Ledger } from "../../src/ledger/ledger.js";
 import type { BucketKindName } from "../../src/ledger/status.js";

@@ -33,8 +33,9 @@ local claim = KEYS[8] and redis.call('GET', KEYS[8])
 if claim and claim ~= ARGV[2] then
   return { -11, claim }
 end
-local existing = redis.call('HMGET', KEYS[4], 'amt', 'av', 'exp', 'd', 'fp')
-if existing[1] then
+-- A new request id (nearly every call) is told by one field; a repeat reads the rest of its first reply.
+local existing = redis.call('HGET', KEYS[4], 'amt') and redis.call('HMGET', KEYS[4], 'amt', 'av', 'exp', 'd', 'fp')
+if existing then
   if (existing[5] or existing[1]) ~= ARGV[8] then
     return { -3, existing[1] }
   end
@@ -68,12 +69,12 @@ end
 local request_id = ARGV[3]
 local draws = take(a, amount)
 local draws_str = format_draws(draws)
-local deadline = now + tonumber(ARGV[5])
+local deadline = now + ARGV[5]
 a.held = a.held + amount
 mark_total(a, 'held')
 member_held(a, member_id, amount)
 avail = available(a)
-local now_s, deadline_s, avail_s = int(now), int(deadline), int(avail)
+local now_s, deadline_s, avail_s = now_str(a), int(deadline), int(avail)
 
 -- One HSET for the reservation, whatever it carries.
 local rsv = { 'st', 'h', 'amt', amount_s, 't', now_s, 'exp', deadline_s, 'd', draws_str, 'av', avail_s }
@@ -83,7 +84,7 @@ put_nonempty(rsv, 'mb', member_id)
 put_nonempty(rsv, 'opn', ARGV[12])
 put_nonempty(rsv, 'mdl', ARGV[13])
 redis.call('HSET', KEYS[4], unpack(rsv))
-local keep_ms = int(tonumber(ARGV[5]) + tonumber(ARGV[6]))
+local keep_ms = int(ARGV[5] + ARGV[6]) -- numeric text in arithmetic is a number, without a call to tonumber
 redis.call('PEXPIRE', KEYS[4], keep_ms)
 -- The claim is made only by a hold: a refusal leaves the request id free, as if never seen.
 if KEYS[8] and not claim then

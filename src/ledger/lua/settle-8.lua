@@ -55,7 +55,7 @@ keep_ledger_for(a, tonumber(ARGV[10]))
 touch(a)
 
 local hold_expired = deadline == nil
-local held = tonumber(r.amt)
+local held = r.amt + 0
 local charge_draws, released = {}, 0
 if not hold_expired then
   local from_hold = math.min(charge, held)
@@ -82,7 +82,7 @@ period_charged(a, charged)
 local avail = available(a)
 local cd = format_draws(#covered > 1 and merge_draws(covered) or covered)
 local hx = hold_expired and '1' or '0'
-local now_s, charged_s, released_s, uncovered_s, avail_s = int(now), int(charged), int(released), int(uncovered),
+local now_s, charged_s, released_s, uncovered_s, avail_s = now_str(a), int(charged), int(released), int(uncovered),
   int(avail)
 local rsv = { 'st', 's', 'cq', int(charge), 'ch', charged_s, 'rel', released_s,
   'unc', uncovered_s, 'cd', cd, 'hx', hx, 'st_t', now_s, 'sav', avail_s }

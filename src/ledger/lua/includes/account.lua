@@ -31,6 +31,16 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- The call's time as text ('1763780000000'), formatted once: entries, events and ids all carry it.
+local function now_str(a)
+  local s = a.now_s
+  if not s then
+    s = int(a.now)
+    a.now_s = s
+  end
+  return s
+end
+
 -- The injected clock: tests pass milliseconds; production passes '' and every replica uses this Redis's clock.
 local function clock(arg)
   if arg ~= '' then
@@ -40,7 +50,8 @@ local function clock(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- What a field name of the account hash is: { bucket number, attribute } for 'b<N>.<attr>', false for any other.
+-- What a field name of the account hash is: { bucket number, attribute, the number parsed } for 'b<N>.<attr>', false
+-- for any other.
 -- Field names repeat across calls and accounts, so the answer is kept (a bounded memo of pure string parsing:
 -- it holds no account data, only what the name says) and a load does one table lookup per field.
 local FIELD_KIND, field_kinds = {}, 0
@@ -48,7 +59,7 @@ local function field_kind(f)
   local kind = FIELD_KIND[f]
   if kind == nil then
     local n, attr = string.match(f, '^b(%d+)%.(%a+)$')
-    kind = n and { n, attr } or false
+    kind = n and { n, attr, tonumber(n) } or false
     if field_kinds < 20000 then
       FIELD_KIND[f] = kind
       field_kinds = field_kinds + 1
@@ -69,30 +80,32 @@ local function load_account(key, now, account_id, holds_key, sweep_key, ledger_k
     granted = 0, held = 0, charged = 0, expired = 0, nb = 0, nx = false,
     buckets = buckets, set = {}, log = {}, nx_changed = false, sub = sub, nxt = nxt, per = per, avail0 = 0,
     -- Set later by some calls only: named here (nil) so the table is made with room for them, not grown.
-    del = nil, zrem = nil, removed = nil, members = nil, events = nil, crossed = nil, ledger_minid = nil,
+    del = nil, zrem = nil, removed = nil, members = nil, events = nil, crossed = nil, ledger_minid = nil, now_s = nil,
   }
   for i = 1, #flat, 2 do
     local f, v = flat[i], flat[i + 1]
-    local kind = field_kind(f)
+    local kind = FIELD_KIND[f]
+    if kind == nil then kind = field_kind(f) end
     if kind then
       local n, attr = kind[1], kind[2]
       local b = buckets[n]
       if not b then
         -- The attributes are named (nil) so the table is made at its final size.
-        b = { id = n, n = tonumber(n), r = nil, g = nil, k = nil, p = nil, x = nil, t = nil, gid = nil, u = nil }
+        b = { id = n, n = kind[3], r = nil, g = nil, k = nil, p = nil, x = nil, t = nil, gid = nil, u = nil }
         buckets[n] = b
       end
       if attr == 'k' or attr == 'gid' then
         b[attr] = v
       else
-        v = tonumber(v)
+        -- Most priorities and expiries are 0: a comparison, not a parse (and v + 0 parses without a call).
+        v = v == '0' and 0 or v + 0
         b[attr] = v
         if attr == 'r' then avail0 = avail0 + v end
       end
     elseif f == 'nx' then
-      a.nx = tonumber(v)
+      a.nx = v + 0
     elseif TOTALS[f] then
-      a[f] = tonumber(v)
+      a[f] = v + 0
     else
       local c = string.byte(f, 1)
       if string.byte(f, 2) == 46 and #f > 2 then -- '.'
@@ -128,7 +141,7 @@ local NONE = {}
 -- Queues an event for the slot's events stream (consumers: webhooks, WatchEvents); written by save_account, in
 -- the same script as the change, so a refused call emits nothing.
 local function emit(a, event_type, fields)
-  local ev = { 'type', event_type, 'account', a.account_id, 't', int(a.now) }
+  local ev = { 'type', event_type, 'account', a.account_id, 't', now_str(a) }
   for _, v in ipairs(fields) do ev[#ev + 1] = v end
   push(a, 'events', ev)
 end
@@ -233,10 +246,10 @@ local function new_bucket(a, kind, amount, expires_at, gid, unlimited)
   a.set[prefix .. 'k'] = kind
   a.set[prefix .. 'p'] = int(b.p)
   a.set[prefix .. 'x'] = int(expires_at)
-  a.set[prefix .. 't'] = int(a.now)
+  a.set[prefix .. 't'] = now_str(a)
   a.set[prefix .. 'gid'] = gid
   if unlimited then a.set[prefix .. 'u'] = '1' end
-  local entry = { 'op', 'grant', 't', int(a.now), 'grant', gid, 'bucket', 'b' .. n, 'kind', kind, 'amt', int(amount),
+  local entry = { 'op', 'grant', 't', now_str(a), 'grant', gid, 'bucket', 'b' .. n, 'kind', kind, 'amt', int(amount),
     'exp', int(expires_at) }
   if unlimited then
     entry[#entry + 1] = 'unlimited'
@@ -255,7 +268,7 @@ local function grow_bucket(a, b, delta, why)
   mark_total(a, 'granted')
   a.set['b' .. b.id .. '.g'] = int(b.g)
   a.set['b' .. b.id .. '.r'] = int(b.r)
-  log_entry(a, { 'op', 'grant', 't', int(a.now), 'grant', b.gid, 'bucket', 'b' .. b.id, 'kind', b.k,
+  log_entry(a, { 'op', 'grant', 't', now_str(a), 'grant', b.gid, 'bucket', 'b' .. b.id, 'kind', b.k,
     'amt', int(delta), 'exp', int(b.x), 'why', why })
 end
 
@@ -280,6 +293,12 @@ local function covers(a, amount, avail)
 end
 
 local function parse_draws(s)
+  -- One draw (a one-bucket account: most of them) is one match.
+  local id, one = string.match(s, '^(%d+):(%d+)$')
+  if id then
+    one = one + 0
+    return { { id = id, amt = one } }, one
+  end
   local draws, total = {}, 0
   for n, amt in string.gmatch(s, '(%d+):(%d+)') do
     local v = tonumber(amt)
@@ -326,7 +345,7 @@ local function take(a, amount)
       a.granted = a.granted + minted
       mark_total(a, 'granted')
       a.set['b' .. b.id .. '.g'] = int(b.g)
-      log_entry(a, { 'op', 'grant', 't', int(a.now), 'grant', b.gid, 'bucket', 'b' .. b.id, 'kind', b.k,
+      log_entry(a, { 'op', 'grant', 't', now_str(a), 'grant', b.gid, 'bucket', 'b' .. b.id, 'kind', b.k,
         'amt', int(minted), 'exp', int(b.x), 'why', 'unlimited' })
     end
     if b.r > 0 then
@@ -469,14 +488,14 @@ end
 local DUE_PER_TOUCH = 256
 local function release_due_holds(a)
   if not a.nx or a.nx > a.now then return end
-  local due = redis.call('ZRANGEBYSCORE', a.holds_key, '-inf', int(a.now), 'WITHSCORES', 'LIMIT', 0, DUE_PER_TOUCH)
+  local due = redis.call('ZRANGEBYSCORE', a.holds_key, '-inf', now_str(a), 'WITHSCORES', 'LIMIT', 0, DUE_PER_TOUCH)
   for i = 1, #due, 2 do
     expire_hold(a, due[i], tonumber(due[i + 1]))
   end
   if #due / 2 == DUE_PER_TOUCH then
     set_nx(a, a.now) -- more are due: the next touch goes on
   else
-    local nxt = redis.call('ZRANGEBYSCORE', a.holds_key, '(' .. int(a.now), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    local nxt = redis.call('ZRANGEBYSCORE', a.holds_key, '(' .. now_str(a), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
     set_nx(a, nxt[2] and tonumber(nxt[2]) or false)
   end
 end
@@ -516,8 +535,8 @@ end
 -- nothing is left (both fire again after the next reset); without one, 'depleted' fires when a change empties
 -- the account. The percentages that fired are in p.w, depleted in p.dep; a new period starts without them.
 local function check_warnings(a)
-  local avail = available(a)
   if a.sub.st and a.sub.st ~= 'ended' and a.per.s then
+    local avail = available(a)
     if unlimited(a) then return end
     local base = period_credits(a)
     local fired, seen = a.per.w or '', {}
@@ -541,14 +560,14 @@ local function check_warnings(a)
       push(a, 'crossed', 'depleted')
       emit(a, 'depleted', { 'available', '0', 'period_credits', int(base), 'period_end', a.per.e or '' })
     end
-  elseif a.avail0 > 0 and avail == 0 then
+  elseif a.avail0 > 0 and available(a) == 0 then
     push(a, 'crossed', 'depleted')
     emit(a, 'depleted', { 'available', '0', 'period_credits', '0', 'period_end', '' })
   end
 end
 
--- Appends to a stream, trimmed to about maxlen entries (0 = no cap). With id_ms the entry's id is
--- '<id_ms>-<seq>' (Redis 7.0+): the ledger's ids are then the times its entries were recorded, so a time range is
+-- Appends to a stream, trimmed to about ml entries (ml: the cap as text, false for none). With id_ms (text) the
+-- entry's id is '<id_ms>-<seq>' (Redis 7.0+): the ledger's ids are then the times its entries were recorded, so a time range is
 -- an XRANGE of ids (ListUsage, ExportUsage, MINID retention). When the stream already holds a later id (the
 -- clock moved back: a test's manual clock, or a Redis clock stepped back) Redis refuses that id and writes
 -- nothing, and the entry takes the last entry's millisecond with the next sequence number: the stream stays in
@@ -559,13 +578,12 @@ local function xadd_with(call, key, maxlen_s, id, fields)
   return call('XADD', key, id, unpack(fields))
 end
 
-local function xadd(key, maxlen, fields, id_ms)
-  local ml = maxlen > 0 and int(maxlen)
+local function xadd(key, ml, fields, id_ms)
   if not id_ms then
     xadd_with(redis.call, key, ml, '*', fields)
     return
   end
-  local r = xadd_with(redis.pcall, key, ml, int(id_ms) .. '-*', fields)
+  local r = xadd_with(redis.pcall, key, ml, id_ms .. '-*', fields)
   if type(r) == 'table' and r.err then
     -- A stream emptied by hand still remembers its last id, and has no entry to read it from: '*' then.
     local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
@@ -612,7 +630,8 @@ local function save_account(a)
   if margs then redis.call('HSET', a.members_key, unpack(margs)) end
   if a.del then redis.call('HDEL', a.key, unpack(a.del)) end
   if #args > 0 then redis.call('HSET', a.key, unpack(args)) end
-  for _, fields in ipairs(a.log) do xadd(a.ledger_key, a.maxlen, fields, a.now) end
+  local ml = a.maxlen > 0 and int(a.maxlen)
+  for _, fields in ipairs(a.log) do xadd(a.ledger_key, ml, fields, now_str(a)) end
   -- Retention by age (CREDITD_LEDGER_RETENTION_DAYS), on top of the size cap: the scripts that set
   -- a.ledger_minid drop entries whose id (their time) is older, approximately (whole stream nodes, about 100
   -- entries each), so an idle account's old entries go on its next write. The usage aggregates are kept apart.
@@ -620,7 +639,7 @@ local function save_account(a)
     redis.call('XTRIM', a.ledger_key, 'MINID', '~', int(a.ledger_minid))
   end
   if a.events and a.events_key then
-    for _, ev in ipairs(a.events) do xadd(a.events_key, a.maxlen, ev) end
+    for _, ev in ipairs(a.events) do xadd(a.events_key, ml, ev) end
     -- A wake-up for live watchers: the channel names no key, the message is the stream to read.
     redis.call('PUBLISH', string.match(a.events_key, '^(.*):events:{') .. ':events', a.events_key)
   end

@@ -79,7 +79,7 @@ local function usage_add(key, now, keep_days, op, model, gens, credits, refunded
   if cur[2] then
     local vg, vc, vr, vi, vo = string.match(cur[2], '^(%d+),(-?%d+),(%d+),(%d+),(%d+)$')
     if vg then
-      g, c, r, i, o = tonumber(vg), tonumber(vc), tonumber(vr), tonumber(vi), tonumber(vo)
+      g, c, r, i, o = vg + 0, vc + 0, vr + 0, vi + 0, vo + 0
     else
       local v = {}
       for n in string.gmatch(cur[2], '-?%d+') do v[#v + 1] = tonumber(n) end

@@ -1,0 +1,116 @@
+// Redis instructions per reserve+settle cycle, counted by valgrind (callgrind), for one or more builds, next to the
+// minimal pair of scripts (bench/lua/min-*.lua) in the same redis-server:
+//
+//   npm run build && node bench/redis-ir.mjs [--dist=dist,bench/results/<other build>] [--cycles=400]
+//
+// Instruction counts do not move with the machine's load (the same binary, inputs and client give the same count
+// within a fraction of a percent), so a change to the Lua scripts can be judged in one run on a noisy host, where
+// INFO cpu (bench section 2, bench/redis-cycle.mjs) needs many interleaved runs. They are not CPU time: cache misses
+// and the kernel's share of a round trip are not in them; section 2 stays the figure the target is judged on.
+// The client makes one call at a time (no pipelining), so each call is one read and one write for Redis in every
+// build. --keep=<folder> keeps the dumps (one per measurement, in order) for callgrind_annotate.
+// redis-server runs under valgrind, ~50× slower: the default is a few hundred cycles.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pathToFileURL } from "node:url";
+import { Redis } from "ioredis";
+import { findFreePort } from "../dist/redis/redis-process.js";
+
+const arg = (name, dflt) => process.argv.slice(2).find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt;
+const builds = arg("dist", "dist").split(",");
+const CYCLES = Number(arg("cycles", 400));
+const ACCOUNTS = 50;
+const BALANCE = 1e14;
+
+const dir = mkdtempSync(join(tmpdir(), "creditd-ir-"));
+const port = await findFreePort();
+const server = spawn("valgrind", ["--tool=callgrind", `--callgrind-out-file=${dir}/cg.out`, "redis-server", "--port", String(port),
+  "--save", "", "--appendonly", "no", "--dir", dir, "--loglevel", "warning"], { stdio: ["ignore", "ignore", "pipe"] });
+let serverErr = "";
+server.stderr.on("data", (d) => (serverErr += d));
+const KEEP = arg("keep"); // a folder to keep the callgrind dumps in (for callgrind_annotate)
+const stop = () => { try { server.kill("SIGKILL"); } catch {} if (KEEP) execFileSync("cp", ["-r", dir, KEEP]); rmSync(dir, { recursive: true, force: true }); };
+process.on("exit", stop);
+
+for (let i = 0; ; i++) {
+  const up = await new Promise((ok) => {
+    const c = connect(port, "127.0.0.1", () => { c.destroy(); ok(true); });
+    c.on("error", () => ok(false));
+  });
+  if (up) break;
+  if (i > 150 || server.exitCode !== null) throw new Error(`redis-server under valgrind did not start:\n${serverErr}`);
+  await sleep(200);
+}
+const r = new Redis({ port });
+
+/** Instructions Redis ran for fn(i), i < n, per call of fn: counters zeroed before, dumped after. */
+let dumps = 0;
+async function irPer(n, fn) {
+  execFileSync("callgrind_control", ["-z", String(server.pid)], { stdio: "ignore" });
+  for (let i = 0; i < n; i++) await fn(i);
+  execFileSync("callgrind_control", ["-d", String(server.pid)], { stdio: "ignore" });
+  dumps++;
+  const file = readdirSync(dir).filter((f) => f.startsWith("cg.out.")).map((f) => join(dir, f)).find((f) => f.endsWith(`.${dumps}`));
+  const total = /^(?:summary|totals): (\d+)/m.exec(readFileSync(file, "utf8"));
+  return Number(total[1]) / n;
+}
+
+const lua = (f) => readFileSync(new URL(`./lua/${f}`, import.meta.url), "utf8");
+r.defineCommand("minHold", { numberOfKeys: 1, lua: lua("min-hold.lua") });
+r.defineCommand("minCharge", { numberOfKeys: 1, lua: lua("min-charge.lua") });
+for (let i = 0; i < ACCOUNTS; i++) await r.hset(`min:{a${i}}`, "avail", BALANCE, "held", 0, "charged", 0);
+const minCycle = async (i) => {
+  const key = `min:{a${i % ACCOUNTS}}`;
+  if ((await r.minHold(key, 1_000_000)) < 0) throw new Error("min hold refused");
+  await r.minCharge(key, 1_000_000, 600_000);
+};
+
+// The command floor (bench/lua/floor-*.lua): creditd's commands for a one-bucket account, without their logic.
+r.defineCommand("floorHold", { numberOfKeys: 5, lua: lua("floor-hold.lua") });
+r.defineCommand("floorCharge", { numberOfKeys: 5, lua: lua("floor-charge.lua") });
+for (let i = 0; i < ACCOUNTS; i++) {
+  await r.hset(`floor:{a${i}}`, "granted", BALANCE, "held", 0, "charged", 0, "expired", 0, "nb", 1, "b1.r", BALANCE,
+    "b1.g", BALANCE, "b1.k", "topup", "b1.p", 0, "b1.x", 0, "b1.t", Date.now(), "b1.gid", `g${i}`);
+}
+const floorCycle = async (i) => {
+  const a = `floor:{a${i % ACCOUNTS}}`;
+  const req = `f-${i}`;
+  const now = Date.now();
+  const keys = [a, `${a}:holds`, `${a}:ledger`, `${a}:rsv:${req}`];
+  await r.floorHold(...keys, `${a}:claim:${req}`, `a${i % ACCOUNTS}`, req, "1000000", now, now + 60_000, "1:1000000", BALANCE);
+  await r.floorCharge(...keys, `${a}:usage`, req, "600000", now, "1:600000", "400000", BALANCE, "2026-11-22/0:0:");
+};
+
+const rows = [];
+await minCycle(0); await minCycle(1);
+rows.push(["minimal hold+charge scripts", await irPer(CYCLES, minCycle)]);
+await floorCycle(0);
+rows.push(["command floor (creditd's commands, no logic)", await irPer(CYCLES, floorCycle)]);
+for (const [b, dist] of builds.entries()) {
+  const { Ledger } = await import(pathToFileURL(resolve(dist, "ledger/ledger.js")).href);
+  const l = new Ledger(r, { keyPrefix: `b${b}`, retentionMs: 86_400_000, ledgerMaxEntries: 100_000 });
+  await l.loadScripts();
+  for (let i = 0; i < ACCOUNTS; i++) {
+    await l.grant({ accountId: `a${i}`, grantId: `g${i}`, amountMicros: BALANCE, kind: "topup", priority: 0, expiresAtMs: 0 });
+  }
+  const cycle = (tag) => async (i) => {
+    const accountId = `a${i % ACCOUNTS}`;
+    const requestId = `${tag}-${i}`;
+    const h = await l.reserve({ accountId, requestId, amountMicros: 1_000_000, ttlMs: 600_000 });
+    if (h.status !== "held") throw new Error(`reserve: ${h.status}`);
+    const s = await l.settle({ accountId, requestId }, 600_000);
+    if (s.status !== "settled") throw new Error(`settle: ${s.status}`);
+  };
+  for (let i = 0; i < 2 * ACCOUNTS; i++) await cycle("warm")(i);
+  rows.push([`reserve+settle through ${dist}`, await irPer(CYCLES, cycle("m"))]);
+}
+rows.push(["minimal hold+charge scripts (again)", await irPer(CYCLES, minCycle)]);
+const base = (rows[0][1] + rows.at(-1)[1]) / 2;
+console.log(`redis-server instructions per cycle (callgrind), ${CYCLES} cycles each, one call at a time`);
+for (const [name, ir] of rows) console.log(`${name.padEnd(60)} ${Math.round(ir).toLocaleString("en-US").padStart(10)}  ${(ir / base).toFixed(2)}×`);
+r.disconnect();
+process.exit(0);
