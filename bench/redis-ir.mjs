@@ -26,6 +26,14 @@ const CYCLES = Number(arg("cycles", 400));
 const ACCOUNTS = 50;
 const BALANCE = 1e14;
 
+for (const tool of ["valgrind", "callgrind_control"]) {
+  try {
+    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+  } catch {
+    console.error(`bench/redis-ir.mjs needs ${tool} (apt-get install -y valgrind)`);
+    process.exit(2);
+  }
+}
 const dir = mkdtempSync(join(tmpdir(), "creditd-ir-"));
 const port = await findFreePort();
 const server = spawn("valgrind", ["--tool=callgrind", `--callgrind-out-file=${dir}/cg.out`, "redis-server", "--port", String(port),
