@@ -118,17 +118,20 @@ export interface ChatPlan {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
-function notString(value: unknown, field: string): MeteringInputError {
-  return new MeteringInputError(field, value === undefined ? "is required" : "must be a string");
-}
-
-function str(value: unknown, field: string, optional: boolean): string | undefined {
-  if (value === undefined || (optional && value === null)) {
-    if (optional) return undefined;
-    throw new MeteringInputError(field, "is required");
-  }
-  if (typeof value !== "string") throw new MeteringInputError(field, "must be a string");
-  return value;
+/**
+ * value as a string (undefined when optional and absent or null). The field's name is the string given, or, for
+ * the loop over every message of every chat, field(sub): built only for an error.
+ */
+function str(
+  value: unknown,
+  field: string | ((sub: string) => string),
+  optional: boolean,
+  sub = "",
+): string | undefined {
+  if (typeof value === "string") return value;
+  if (optional && (value === undefined || value === null)) return undefined;
+  const name = typeof field === "string" ? field : field(sub);
+  throw new MeteringInputError(name, value === undefined ? "is required" : "must be a string");
 }
 
 function dropFinalPeriod(s: string): string {
@@ -160,8 +163,7 @@ export function planChat(
     const at = (sub = "") => `${field}[${i}]${sub}`;
     const m: unknown = messages[i];
     if (!isObject(m)) throw new MeteringInputError(at(), "must be a message object");
-    const role = m.role;
-    if (typeof role !== "string") throw notString(role, at(".role"));
+    const role = str(m.role, at, false, ".role")!;
     if (!ROLES.includes(role)) throw new MeteringInputError(at(".role"), `must be one of ${ROLES.join(", ")}`);
     overhead += TOKENS_PER_MESSAGE;
     roles.push(role);
@@ -182,18 +184,13 @@ export function planChat(
       throw new MeteringInputError(at(".content"), "must be a string or a list of text parts");
     }
 
-    const name = m.name;
-    if (name !== undefined && name !== null) {
-      if (typeof name !== "string") throw notString(name, at(".name"));
+    const name = str(m.name, at, true, ".name");
+    if (name !== undefined) {
       overhead += TOKENS_PER_NAME;
       add(name);
     }
 
-    const toolCallId = m.tool_call_id;
-    if (toolCallId !== undefined && toolCallId !== null) {
-      if (typeof toolCallId !== "string") throw notString(toolCallId, at(".tool_call_id"));
-      add(toolCallId);
-    }
+    add(str(m.tool_call_id, at, true, ".tool_call_id"));
 
     if (m.tool_calls !== undefined && m.tool_calls !== null) {
       if (!Array.isArray(m.tool_calls)) throw new MeteringInputError(at(".tool_calls"), "must be a list");

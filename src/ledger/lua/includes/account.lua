@@ -53,17 +53,15 @@ end
 -- What a field name of the account hash is: { bucket number, attribute, the number parsed } for 'b<N>.<attr>', false
 -- for any other.
 -- Field names repeat across calls and accounts, so the answer is kept (a bounded memo of pure string parsing:
--- it holds no account data, only what the name says) and a load does one table lookup per field.
+-- it holds no account data, only what the name says) and a load does one table lookup per field, calling this
+-- only for a name not in FIELD_KIND.
 local FIELD_KIND, field_kinds = {}, 0
 local function field_kind(f)
-  local kind = FIELD_KIND[f]
-  if kind == nil then
-    local n, attr = string.match(f, '^b(%d+)%.(%a+)$')
-    kind = n and { n, attr, tonumber(n) } or false
-    if field_kinds < 20000 then
-      FIELD_KIND[f] = kind
-      field_kinds = field_kinds + 1
-    end
+  local n, attr = string.match(f, '^b(%d+)%.(%a+)$')
+  local kind = n and { n, attr, tonumber(n) } or false
+  if field_kinds < 20000 then
+    FIELD_KIND[f] = kind
+    field_kinds = field_kinds + 1
   end
   return kind
 end
@@ -566,28 +564,28 @@ local function check_warnings(a)
   end
 end
 
--- Appends to a stream, trimmed to about ml entries (ml: the cap as text, false for none). With id_ms (text) the
--- entry's id is '<id_ms>-<seq>' (Redis 7.0+): the ledger's ids are then the times its entries were recorded, so a time range is
--- an XRANGE of ids (ListUsage, ExportUsage, MINID retention). When the stream already holds a later id (the
--- clock moved back: a test's manual clock, or a Redis clock stepped back) Redis refuses that id and writes
--- nothing, and the entry takes the last entry's millisecond with the next sequence number: the stream stays in
--- write order, as close to id_ms as it can be. ('*' would do the same in production, where the scripts' clock is
--- Redis's own; with an injected clock it would jump to the server's wall-clock time instead.)
+-- Appends to a stream, trimmed to about maxlen_s entries (the cap as text, false for none). With id_ms (text) the
+-- entry's id is '<id_ms>-<seq>' (Redis 7.0+): the ledger's ids are then the times its entries were recorded, so a
+-- time range is an XRANGE of ids (ListUsage, ExportUsage, MINID retention). When the stream already holds a later id
+-- (the clock moved back: a test's manual clock, or a Redis clock stepped back) Redis refuses that id and writes
+-- nothing, and the entry takes the last entry's millisecond with the next sequence number: the stream stays in write
+-- order, as close to id_ms as it can be. ('*' would do the same in production, where the scripts' clock is Redis's
+-- own; with an injected clock it would jump to the server's wall-clock time instead.)
 local function xadd_with(call, key, maxlen_s, id, fields)
   if maxlen_s then return call('XADD', key, 'MAXLEN', '~', maxlen_s, id, unpack(fields)) end
   return call('XADD', key, id, unpack(fields))
 end
 
-local function xadd(key, ml, fields, id_ms)
+local function xadd(key, maxlen_s, fields, id_ms)
   if not id_ms then
-    xadd_with(redis.call, key, ml, '*', fields)
+    xadd_with(redis.call, key, maxlen_s, '*', fields)
     return
   end
-  local r = xadd_with(redis.pcall, key, ml, id_ms .. '-*', fields)
+  local r = xadd_with(redis.pcall, key, maxlen_s, id_ms .. '-*', fields)
   if type(r) == 'table' and r.err then
     -- A stream emptied by hand still remembers its last id, and has no entry to read it from: '*' then.
     local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-    xadd_with(redis.call, key, ml, last and (string.match(last[1], '^(%d+)') .. '-*') or '*', fields)
+    xadd_with(redis.call, key, maxlen_s, last and (string.match(last[1], '^(%d+)') .. '-*') or '*', fields)
   end
 end
 
