@@ -14,8 +14,8 @@
 // its imports resolve to this repository's node_modules).
 import { median } from "./lib/measure.mjs";
 import { shutdown, startCreditd, startLoadgen, startRedis } from "./lib/procs.mjs";
+import { arg } from "./lib/args.mjs";
 
-const arg = (name, dflt) => process.argv.find((x) => x.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt;
 const envOf = (s) => Object.fromEntries((s ? s.split(",") : []).map((kv) => kv.split(/=(.*)/s).slice(0, 2)));
 const ops = arg("ops", "reserve,settle,noop").split(",");
 const rate = Number(arg("rate", "800"));

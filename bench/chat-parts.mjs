@@ -11,8 +11,8 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { chatMessages, prose } from "./lib/texts.mjs";
+import { arg } from "./lib/args.mjs";
 
-const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt;
 const dists = arg("dist", "dist").split(",");
 const convs = Number(arg("convs", "300"));
 const rounds = Number(arg("rounds", "4"));

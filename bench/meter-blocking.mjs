@@ -6,8 +6,8 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { prose } from "./lib/texts.mjs";
+import { arg } from "./lib/args.mjs";
 
-const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt;
 const dists = arg("dist", "dist").split(",");
 const count = Number(arg("texts", "12"));
 const bytes = Number(arg("bytes", String(1 << 20)));

@@ -11,8 +11,8 @@ import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { summarizeProfile } from "./lib/cpuprofile.mjs";
 import { ROOT, runDir, shutdown, startCreditd, startLoadgen, startRedis } from "./lib/procs.mjs";
+import { arg } from "./lib/args.mjs";
 
-const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? dflt;
 const op = arg("op", "cycle");
 const seconds = Number(arg("seconds", "15"));
 const conc = Number(arg("conc", "32"));

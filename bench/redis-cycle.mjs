@@ -11,8 +11,8 @@ import { pathToFileURL } from "node:url";
 import { Redis } from "ioredis";
 import { median } from "./lib/measure.mjs";
 import { shutdown, startRedis } from "./lib/procs.mjs";
+import { arg } from "./lib/args.mjs";
 
-const arg = (name, dflt) => process.argv.slice(2).find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt;
 const builds = { A: arg("a", "dist"), B: arg("b") };
 if (!builds.B) {
   console.error("usage: node bench/redis-cycle.mjs --b=<dist folder> [--a=dist] [--cycles=3000] [--runs=3]");

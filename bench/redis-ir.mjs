@@ -19,8 +19,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import { Redis } from "ioredis";
 import { findFreePort } from "../dist/redis/redis-process.js";
+import { arg } from "./lib/args.mjs";
+import { baselineCycles } from "./lib/baselines.mjs";
 
-const arg = (name, dflt) => process.argv.slice(2).find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt;
 const builds = arg("dist", "dist").split(",");
 const CYCLES = Number(arg("cycles", 400));
 const ACCOUNTS = 50;
@@ -67,31 +68,7 @@ async function irPer(n, fn) {
   return Number(total[1]) / n;
 }
 
-const lua = (f) => readFileSync(new URL(`./lua/${f}`, import.meta.url), "utf8");
-r.defineCommand("minHold", { numberOfKeys: 1, lua: lua("min-hold.lua") });
-r.defineCommand("minCharge", { numberOfKeys: 1, lua: lua("min-charge.lua") });
-for (let i = 0; i < ACCOUNTS; i++) await r.hset(`min:{a${i}}`, "avail", BALANCE, "held", 0, "charged", 0);
-const minCycle = async (i) => {
-  const key = `min:{a${i % ACCOUNTS}}`;
-  if ((await r.minHold(key, 1_000_000)) < 0) throw new Error("min hold refused");
-  await r.minCharge(key, 1_000_000, 600_000);
-};
-
-// The command floor (bench/lua/floor-*.lua): creditd's commands for a one-bucket account, without their logic.
-r.defineCommand("floorHold", { numberOfKeys: 5, lua: lua("floor-hold.lua") });
-r.defineCommand("floorCharge", { numberOfKeys: 5, lua: lua("floor-charge.lua") });
-for (let i = 0; i < ACCOUNTS; i++) {
-  await r.hset(`floor:{a${i}}`, "granted", BALANCE, "held", 0, "charged", 0, "expired", 0, "nb", 1, "b1.r", BALANCE,
-    "b1.g", BALANCE, "b1.k", "topup", "b1.p", 0, "b1.x", 0, "b1.t", Date.now(), "b1.gid", `g${i}`);
-}
-const floorCycle = async (i) => {
-  const a = `floor:{a${i % ACCOUNTS}}`;
-  const req = `f-${i}`;
-  const now = Date.now();
-  const keys = [a, `${a}:holds`, `${a}:ledger`, `${a}:rsv:${req}`];
-  await r.floorHold(...keys, `${a}:claim:${req}`, `a${i % ACCOUNTS}`, req, "1000000", now, now + 60_000, "1:1000000", BALANCE);
-  await r.floorCharge(...keys, `${a}:usage`, req, "600000", now, "1:600000", "400000", BALANCE, "2026-11-22/0:0:");
-};
+const { minCycle, floorCycle } = await baselineCycles(r, { accounts: ACCOUNTS, balance: BALANCE, accountPrefix: "a", requestPrefix: "f" });
 
 const rows = [];
 await minCycle(0); await minCycle(1);

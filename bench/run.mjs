@@ -7,7 +7,7 @@
 //
 // Exit status: 1 when a section could not run (a broken bench), 0 otherwise, whatever the figures (CI runs
 // `--quick` to catch a bench that broke; it does not judge numbers on a shared machine).
-import { writeFileSync, mkdirSync, readFileSync } from "node:fs";
+import { writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import os from "node:os";
 import { performance } from "node:perf_hooks";
@@ -16,6 +16,7 @@ import { Redis } from "ioredis";
 import { RateLimiterRedis } from "rate-limiter-flexible";
 import { Ledger } from "../dist/ledger/ledger.js";
 import { createRedisClient } from "../dist/redis/connect.js";
+import { baselineCycles } from "./lib/baselines.mjs";
 import { cpuNs, median, memOf, summarize } from "./lib/measure.mjs";
 import { h2loadPath, ROOT, runDir, runH2load, runNodeJson, shutdown, startCreditd, startLoadgen, startRedis, stopping } from "./lib/procs.mjs";
 import { fmt, Table } from "./lib/table.mjs";
@@ -379,36 +380,8 @@ async function main() {
     const { accounts, cycles, rounds, conc } = P.s2;
     await grantLedger("r2-", accounts);
     const min = new Redis(redisServer.url, { connectionName: "bench-minimal" });
-    const lua = (f) => readFileSync(new URL(`./lua/${f}`, import.meta.url), "utf8");
-    min.defineCommand("minHold", { numberOfKeys: 1, lua: lua("min-hold.lua") });
-    min.defineCommand("minCharge", { numberOfKeys: 1, lua: lua("min-charge.lua") });
-    const pipe = min.pipeline();
-    for (let i = 0; i < accounts; i++) pipe.hset(`min:{r2-${i}}`, "avail", BALANCE, "held", 0, "charged", 0);
-    await pipe.exec();
-    const minCycle = async (i) => {
-      const key = `min:{r2-${i % accounts}}`;
-      if ((await min.minHold(key, 1_000_000)) < 0) throw new Error("min hold refused");
-      await min.minCharge(key, 1_000_000, 600_000);
-    };
-    // The command floor: the Redis commands creditd's two scripts issue for a one-bucket account, without their logic
-    // (bench/lua/floor-*.lua). Not a target: it shows how much of the cycle the features' commands take by themselves.
-    min.defineCommand("floorHold", { numberOfKeys: 5, lua: lua("floor-hold.lua") });
-    min.defineCommand("floorCharge", { numberOfKeys: 5, lua: lua("floor-charge.lua") });
-    const floorPipe = min.pipeline();
-    for (let i = 0; i < accounts; i++) {
-      floorPipe.hset(`floor:{r2-${i}}`, "granted", BALANCE, "held", 0, "charged", 0, "expired", 0, "nb", 1, "b1.r", BALANCE,
-        "b1.g", BALANCE, "b1.k", "topup", "b1.p", 0, "b1.x", 0, "b1.t", Date.now(), "b1.gid", `g${i}`);
-    }
-    await floorPipe.exec();
-    const floorSeq = ids("r2f");
-    const floorCycle = async (i) => {
-      const a = `floor:{r2-${i % accounts}}`;
-      const req = `${floorSeq}-${i}`;
-      const now = Date.now();
-      const keys = [a, `${a}:holds`, `${a}:ledger`, `${a}:rsv:${req}`];
-      await min.floorHold(...keys, `${a}:claim:${req}`, `r2-${i % accounts}`, req, "1000000", now, now + 60_000, "1:1000000", BALANCE);
-      await min.floorCharge(...keys, `${a}:usage`, req, "600000", now, "1:600000", "400000", BALANCE, "2026-11-22/0:0:");
-    };
+    // The minimal pair (the target's baseline) and the command floor (bench/lib/baselines.mjs).
+    const { minCycle, floorCycle } = await baselineCycles(min, { accounts, balance: BALANCE, accountPrefix: "r2-", requestPrefix: ids("r2f") });
     // Warm all three (scripts cached by SHA, JIT).
     await closedLoop({ conc, count: Math.min(cycles, 1000) }, cycleOf("r2-", accounts, ids("r2w")));
     await closedLoop({ conc, count: Math.min(cycles, 1000) }, minCycle);

@@ -15,8 +15,8 @@ import { pathToFileURL } from "node:url";
 import { Redis } from "ioredis";
 import { median } from "./lib/measure.mjs";
 import { shutdown, startRedis } from "./lib/procs.mjs";
+import { arg } from "./lib/args.mjs";
 
-const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? dflt;
 const sizes = arg("sizes", "0,100000,1000000").split(",").map(Number);
 const holds = Number(arg("holds", "100"));
 const passes = Number(arg("passes", "5"));

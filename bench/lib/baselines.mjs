@@ -1,0 +1,39 @@
+// The Redis-side baselines of section 2 (bench/run.mjs) and bench/redis-ir.mjs, on one ioredis client:
+// - the minimal pair (bench/lua/min-*.lua): hold and charge one balance, nothing else;
+// - the command floor (bench/lua/floor-*.lua): the commands creditd's Reserve and Settle issue for a one-bucket
+//   account, values from ARGV, no logic. Not a target: what the features' commands cost by themselves.
+import { readFileSync } from "node:fs";
+
+const lua = (f) => readFileSync(new URL(`../lua/${f}`, import.meta.url), "utf8");
+
+/**
+ * Makes `accounts` funded balances of each kind (account ids `${accountPrefix}${i}`) and returns one cycle of each,
+ * for call i: `minCycle(i)` and `floorCycle(i)` (whose request ids start with `requestPrefix`, unique per i).
+ */
+export async function baselineCycles(redis, { accounts, balance, accountPrefix, requestPrefix }) {
+  redis.defineCommand("minHold", { numberOfKeys: 1, lua: lua("min-hold.lua") });
+  redis.defineCommand("minCharge", { numberOfKeys: 1, lua: lua("min-charge.lua") });
+  redis.defineCommand("floorHold", { numberOfKeys: 5, lua: lua("floor-hold.lua") });
+  redis.defineCommand("floorCharge", { numberOfKeys: 5, lua: lua("floor-charge.lua") });
+  const pipe = redis.pipeline();
+  for (let i = 0; i < accounts; i++) {
+    pipe.hset(`min:{${accountPrefix}${i}}`, "avail", balance, "held", 0, "charged", 0);
+    pipe.hset(`floor:{${accountPrefix}${i}}`, "granted", balance, "held", 0, "charged", 0, "expired", 0, "nb", 1,
+      "b1.r", balance, "b1.g", balance, "b1.k", "topup", "b1.p", 0, "b1.x", 0, "b1.t", Date.now(), "b1.gid", `g${i}`);
+  }
+  await pipe.exec();
+  const minCycle = async (i) => {
+    const key = `min:{${accountPrefix}${i % accounts}}`;
+    if ((await redis.minHold(key, 1_000_000)) < 0) throw new Error("min hold refused");
+    await redis.minCharge(key, 1_000_000, 600_000);
+  };
+  const floorCycle = async (i) => {
+    const a = `floor:{${accountPrefix}${i % accounts}}`;
+    const req = `${requestPrefix}-${i}`;
+    const now = Date.now();
+    const keys = [a, `${a}:holds`, `${a}:ledger`, `${a}:rsv:${req}`];
+    await redis.floorHold(...keys, `${a}:claim:${req}`, `${accountPrefix}${i % accounts}`, req, "1000000", now, now + 60_000, "1:1000000", balance);
+    await redis.floorCharge(...keys, `${a}:usage`, req, "600000", now, "1:600000", "400000", balance, "2026-11-22/0:0:");
+  };
+  return { minCycle, floorCycle };
+}
