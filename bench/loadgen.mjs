@@ -86,6 +86,9 @@ function callsOf(op, i) {
   switch (op.kind) {
     case "health":
       return [[PATH.health, EMPTY]];
+    case "path":
+      // Any method with an empty request (bench experiments: servers of their own).
+      return [[op.path, EMPTY]];
     case "catalog":
       // creditd's own no-op: an empty GetCatalogRequest through its binding, instrument (a log line) and protobuf-es.
       return [[PATH.catalog, EMPTY]];

@@ -68,13 +68,15 @@ async function irPer(n, fn) {
   return Number(total[1]) / n;
 }
 
-const { minCycle, floorCycle } = await baselineCycles(r, { accounts: ACCOUNTS, balance: BALANCE, accountPrefix: "a", requestPrefix: "f" });
+const { minCycle, floorCycle, leanCycle } = await baselineCycles(r, { accounts: ACCOUNTS, balance: BALANCE, accountPrefix: "a", requestPrefix: "f" });
 
 const rows = [];
 await minCycle(0); await minCycle(1);
 rows.push(["minimal hold+charge scripts", await irPer(CYCLES, minCycle)]);
 await floorCycle(0);
 rows.push(["command floor (creditd's commands, no logic)", await irPer(CYCLES, floorCycle)]);
+await leanCycle(0);
+rows.push(["lean pair (the four named features, nothing else)", await irPer(CYCLES, leanCycle)]);
 for (const [b, dist] of builds.entries()) {
   const { Ledger } = await import(pathToFileURL(resolve(dist, "ledger/ledger.js")).href);
   const l = new Ledger(r, { keyPrefix: `b${b}`, retentionMs: 86_400_000, ledgerMaxEntries: 100_000 });

@@ -18,7 +18,7 @@ import { Ledger } from "../dist/ledger/ledger.js";
 import { createRedisClient } from "../dist/redis/connect.js";
 import { baselineCycles } from "./lib/baselines.mjs";
 import { cpuNs, median, memOf, summarize } from "./lib/measure.mjs";
-import { h2loadPath, ROOT, runDir, runH2load, runNodeJson, shutdown, startCreditd, startLoadgen, startRedis, stopping } from "./lib/procs.mjs";
+import { h2loadPath, ROOT, runDir, runH2load, runNodeJson, shutdown, startCreditd, startFloorServer, startLoadgen, startRedis, stopping } from "./lib/procs.mjs";
 import { fmt, Table } from "./lib/table.mjs";
 
 const argv = process.argv.slice(2);
@@ -183,6 +183,13 @@ async function main() {
     check(await job([S("warm-catalog", { kind: "catalog" }, warm)]), "warm-up");
     check(await job([S("warm-reserve", { kind: "reserve", ...ACCT, idPrefix: w }, warm)]), "warm-up");
     check(await job([S("warm-settle", { kind: "settle", ...ACCT, idPrefix: w }, warm)]), "warm-up");
+    // The floor: bench/floor-server.mjs, a grpc-js server of its own whose Hold awaits one minimal hold script
+    // (one Redis round trip, no creditd code), against its own Health/Check, at the same rate in the same rounds.
+    const floor = await startFloorServer({ redisUrl: redisServer.url });
+    const floorJob = (streams) => loadgen.run({ port: floor.grpcPort, pids: { floor: floor.pid }, streams });
+    const FLOOR_HOLD = { kind: "path", path: "/bench.Floor/Hold" };
+    check(await floorJob([S("warm-floor-noop", { kind: "health" }, warm)]), "warm-up");
+    check(await floorJob([S("warm-floor-hold", FLOOR_HOLD, warm)]), "warm-up");
 
     // Saturation, closed loop (conc calls in flight on one connection): throughput, and CPU per call at that load.
     const sid = ids("s1s");
@@ -197,7 +204,7 @@ async function main() {
     // for the three, so each call finds the server equally busy), in interleaved rounds; the median round is kept.
     const rate = Math.max(50, Math.min(P.s1.rateCap, Math.round((0.5 * Math.min(thr(sb), thr(sc))) / 50) * 50));
     const dur = P.s1.fixedS * 1000;
-    const per = { noop: [], catalog: [], reserve: [], settle: [], noopL: [], reserveL: [], settleL: [], noopThr: [], reserveThr: [], settleThr: [] };
+    const per = { noop: [], catalog: [], reserve: [], settle: [], floorNoop: [], floorHold: [], noopL: [], reserveL: [], settleL: [], noopThr: [], reserveThr: [], settleThr: [] };
     for (let r = 0; r < rounds; r++) {
       const id = ids("s1f");
       const a = check(await job([{ name: "noop", op: { kind: "health" }, rate, durationMs: dur }]), "no-op");
@@ -206,6 +213,10 @@ async function main() {
       const g = check(await job([{ name: "catalog", op: { kind: "catalog" }, rate, durationMs: dur }]), "GetCatalog");
       const b = check(await job([{ name: "reserve", op: { kind: "reserve", ...ACCT, idPrefix: id }, rate, durationMs: dur }]), "reserve");
       const c = check(await job([{ name: "settle", op: { kind: "settle", ...ACCT, idPrefix: id }, rate, durationMs: dur }]), "settle");
+      const fa = check(await floorJob([{ name: "floor-noop", op: { kind: "health" }, rate, durationMs: dur }]), "floor no-op");
+      const fb = check(await floorJob([{ name: "floor-hold", op: FLOOR_HOLD, rate, durationMs: dur }]), "floor hold");
+      per.floorNoop.push(cpuPer(fa, "floor"));
+      per.floorHold.push(cpuPer(fb, "floor"));
       per.noop.push(cpuPer(a));
       per.catalog.push(cpuPer(g));
       per.reserve.push(cpuPer(b));
@@ -214,7 +225,7 @@ async function main() {
         per[`${k}L`].push(x.streams[0].latencyMs);
         per[`${k}Thr`].push(thr(x));
       }
-      details[`s1.round${r}`] = { rate, noop: a, catalog: g, reserve: b, settle: c };
+      details[`s1.round${r}`] = { rate, noop: a, catalog: g, reserve: b, settle: c, floorNoop: fa, floorHold: fb };
     }
     const noop = median(per.noop);
     const sec = "1 server CPU";
@@ -225,6 +236,7 @@ async function main() {
     table.add({ section: sec, figure: `creditd CPU per GetCatalog RPC ${at} (creditd's own no-op)`, unit: "µs", value: us(catalog), baseline: us(noop), baselineLabel: "no-op Health/Check" });
     table.add({ section: sec, figure: `creditd CPU per Reserve RPC ${at}, against GetCatalog`, unit: "µs", value: us(median(per.reserve)), baseline: us(catalog), baselineLabel: "GetCatalog" });
     table.add({ section: sec, figure: `creditd CPU per Settle RPC ${at}, against GetCatalog`, unit: "µs", value: us(median(per.settle)), baseline: us(catalog), baselineLabel: "GetCatalog" });
+    table.add({ section: sec, figure: `floor: one Redis round trip in a bare grpc-js handler ${at} (bench/floor-server.mjs)`, unit: "µs", value: us(median(per.floorHold)), baseline: us(median(per.floorNoop)), baselineLabel: "its Health/Check" });
     const pl = (k, q) => median(per[`${k}L`].map((l) => l[q]));
     table.add({ section: sec, figure: `Reserve throughput ${at} offered`, unit: "req/s", value: median(per.reserveThr), baseline: median(per.noopThr), baselineLabel: "no-op" });
     table.add({ section: sec, figure: `Reserve p50 ${at}`, unit: "ms", value: pl("reserve", "p50"), baseline: pl("noop", "p50"), baselineLabel: "no-op" });
@@ -381,11 +393,12 @@ async function main() {
     await grantLedger("r2-", accounts);
     const min = new Redis(redisServer.url, { connectionName: "bench-minimal" });
     // The minimal pair (the target's baseline) and the command floor (bench/lib/baselines.mjs).
-    const { minCycle, floorCycle } = await baselineCycles(min, { accounts, balance: BALANCE, accountPrefix: "r2-", requestPrefix: ids("r2f") });
-    // Warm all three (scripts cached by SHA, JIT).
+    const { minCycle, floorCycle, leanCycle } = await baselineCycles(min, { accounts, balance: BALANCE, accountPrefix: "r2-", requestPrefix: ids("r2f") });
+    // Warm all four (scripts cached by SHA, JIT).
     await closedLoop({ conc, count: Math.min(cycles, 1000) }, cycleOf("r2-", accounts, ids("r2w")));
     await closedLoop({ conc, count: Math.min(cycles, 1000) }, minCycle);
     await closedLoop({ conc, count: Math.min(cycles, 1000) }, floorCycle);
+    await closedLoop({ conc, count: Math.min(cycles, 1000) }, leanCycle);
 
     const measure = async (fn, cmds) => {
       await admin.config("RESETSTAT");
@@ -398,16 +411,19 @@ async function main() {
     const full = [];
     const minimal = [];
     const floor = [];
+    const lean = [];
     for (let r = 0; r < rounds; r++) {
       full.push(await measure(cycleOf("r2-", accounts, ids("r2")), ["fcall", "evalsha", "eval", "set", "del"]));
       minimal.push(await measure(minCycle, ["evalsha", "eval"]));
       floor.push(await measure(floorCycle, ["evalsha", "eval"]));
+      lean.push(await measure(leanCycle, ["evalsha", "eval"]));
     }
-    details.s2 = { full, minimal, floor };
+    details.s2 = { full, minimal, floor, lean };
     min.disconnect();
     table.add({ section: sec, figure: "Redis CPU per reserve+settle cycle (INFO cpu)", unit: "µs", value: median(full.map((x) => x.cpuUs)), baseline: median(minimal.map((x) => x.cpuUs)), baselineLabel: "minimal hold+charge scripts", target: { ratioMax: 2 } });
     table.add({ section: sec, figure: "command time per cycle (INFO commandstats)", unit: "µs", value: median(full.map((x) => x.cmdUs)), baseline: median(minimal.map((x) => x.cmdUs)), baselineLabel: "minimal hold+charge scripts", target: { ratioMax: 2 } });
     table.add({ section: sec, figure: "Redis CPU per cycle of the command floor (creditd's commands, no logic)", unit: "µs", value: median(floor.map((x) => x.cpuUs)), baseline: median(minimal.map((x) => x.cpuUs)), baselineLabel: "minimal hold+charge scripts" });
+    table.add({ section: sec, figure: "Redis CPU per cycle of the lean pair (the four named features, nothing else)", unit: "µs", value: median(lean.map((x) => x.cpuUs)), baseline: median(minimal.map((x) => x.cpuUs)), baselineLabel: "minimal hold+charge scripts" });
     table.add({ section: sec, figure: "Redis CPU per reserve+settle cycle, against the command floor", unit: "µs", value: median(full.map((x) => x.cpuUs)), baseline: median(floor.map((x) => x.cpuUs)), baselineLabel: "the same commands without logic" });
   });
 

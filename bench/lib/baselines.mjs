@@ -1,7 +1,9 @@
 // The Redis-side baselines of section 2 (bench/run.mjs) and bench/redis-ir.mjs, on one ioredis client:
 // - the minimal pair (bench/lua/min-*.lua): hold and charge one balance, nothing else;
 // - the command floor (bench/lua/floor-*.lua): the commands creditd's Reserve and Settle issue for a one-bucket
-//   account, values from ARGV, no logic. Not a target: what the features' commands cost by themselves.
+//   account, values from ARGV, no logic. Not a target: what the features' commands cost by themselves;
+// - the lean pair (bench/lua/lean-*.lua): only the four features the target names (buckets, idempotency, ledger
+//   entry, hold deadline), in as few commands as they allow. Not a target: what a redesign could come to at best.
 import { readFileSync } from "node:fs";
 
 const lua = (f) => readFileSync(new URL(`../lua/${f}`, import.meta.url), "utf8");
@@ -15,11 +17,14 @@ export async function baselineCycles(redis, { accounts, balance, accountPrefix, 
   redis.defineCommand("minCharge", { numberOfKeys: 1, lua: lua("min-charge.lua") });
   redis.defineCommand("floorHold", { numberOfKeys: 5, lua: lua("floor-hold.lua") });
   redis.defineCommand("floorCharge", { numberOfKeys: 5, lua: lua("floor-charge.lua") });
+  redis.defineCommand("leanHold", { numberOfKeys: 4, lua: lua("lean-hold.lua") });
+  redis.defineCommand("leanCharge", { numberOfKeys: 4, lua: lua("lean-charge.lua") });
   const pipe = redis.pipeline();
   for (let i = 0; i < accounts; i++) {
     pipe.hset(`min:{${accountPrefix}${i}}`, "avail", balance, "held", 0, "charged", 0);
     pipe.hset(`floor:{${accountPrefix}${i}}`, "granted", balance, "held", 0, "charged", 0, "expired", 0, "nb", 1,
       "b1.r", balance, "b1.g", balance, "b1.k", "topup", "b1.p", 0, "b1.x", 0, "b1.t", Date.now(), "b1.gid", `g${i}`);
+    pipe.hset(`lean:{${accountPrefix}${i}}`, "av", balance, "b1", balance / 2, "b2", balance / 2);
   }
   await pipe.exec();
   const minCycle = async (i) => {
@@ -35,5 +40,15 @@ export async function baselineCycles(redis, { accounts, balance, accountPrefix, 
     await redis.floorHold(...keys, `${a}:claim:${req}`, `${accountPrefix}${i % accounts}`, req, "1000000", now, now + 60_000, "1:1000000", balance);
     await redis.floorCharge(...keys, `${a}:usage`, req, "600000", now, "1:600000", "400000", balance, "2026-11-22/0:0:");
   };
-  return { minCycle, floorCycle };
+  let leanSeq = 0; // the lean pair refuses a repeated request id, and callers count i from 0 in every loop
+  const leanCycle = async (i) => {
+    const a = `lean:{${accountPrefix}${i % accounts}}`;
+    const req = `${requestPrefix}-${leanSeq++}`;
+    const keys = [a, `${a}:holds`, `${a}:ledger`, `${a}:rec:${req}`];
+    const h = await redis.leanHold(...keys, req, 1_000_000, 60_000, 86_460_000);
+    if (h[0] !== 0) throw new Error(`lean hold: ${h}`);
+    const s = await redis.leanCharge(...keys, req, 600_000);
+    if (s[0] !== 0) throw new Error(`lean charge: ${s}`);
+  };
+  return { minCycle, floorCycle, leanCycle };
 }

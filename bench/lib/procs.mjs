@@ -126,6 +126,22 @@ export async function startCreditd({ redisUrl, env = {}, nodeArgs = [], name = "
   };
 }
 
+/** bench/floor-server.mjs (section 1's floor: one Redis round trip, no creditd code) with creditd's Node flags. */
+export async function startFloorServer({ redisUrl }) {
+  const grpcPort = await findFreePort();
+  const child = spawn(process.execPath, [...creditdNodeFlags(), join(ROOT, "bench/floor-server.mjs"), String(grpcPort), redisUrl], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  children.add(child);
+  child.on("exit", () => children.delete(child));
+  const deadline = Date.now() + 15_000;
+  while (!(await healthServing(grpcPort))) {
+    if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) throw new Error("bench/floor-server.mjs did not start");
+    await sleep(50);
+  }
+  return { pid: child.pid, grpcPort };
+}
+
 /** One grpc.health.v1.Health/Check over HTTP/2: true when the reply is SERVING. */
 function healthServing(port) {
   return new Promise((resolveCheck) => {
