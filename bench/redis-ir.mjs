@@ -1,5 +1,6 @@
-// Redis instructions per reserve+settle cycle, counted by valgrind (callgrind), for one or more builds, next to the
-// minimal pair of scripts (bench/lua/min-*.lua) in the same redis-server:
+// Redis instructions per reserve+settle cycle, counted by valgrind (callgrind), for one or more builds (each on a
+// top-up account and on a subscribed one), next to the minimal pair of scripts (bench/lua/min-*.lua), the command
+// floor and the lean pair in the same redis-server:
 //
 //   npm run build && node bench/redis-ir.mjs [--dist=dist,bench/results/<other build>] [--cycles=400]
 //
@@ -77,27 +78,35 @@ await floorCycle(0);
 rows.push(["command floor (creditd's commands, no logic)", await irPer(CYCLES, floorCycle)]);
 await leanCycle(0);
 rows.push(["lean pair (the four named features, nothing else)", await irPer(CYCLES, leanCycle)]);
+// Two kinds of account per build: a top-up only (one bucket: the bench's accounts), and a subscribed one (a plan's
+// monthly allowance with low-credit warnings, plus a top-up pack: two buckets and the subscription's fields).
+const PLAN = { planId: "pro", period: "month", seats: undefined, creditsMicros: BALANCE, creditsPerSeatMicros: 0, unlimited: false,
+  memberCapMicros: 0, addons: [], status: "active", anchorMs: undefined, trialCreditsMicros: 0, trialMs: 0, warnAtPercent: [20, 5] };
 for (const [b, dist] of builds.entries()) {
   const { Ledger } = await import(pathToFileURL(resolve(dist, "ledger/ledger.js")).href);
   const l = new Ledger(r, { keyPrefix: `b${b}`, retentionMs: 86_400_000, ledgerMaxEntries: 100_000 });
   await l.loadScripts();
   for (let i = 0; i < ACCOUNTS; i++) {
     await l.grant({ accountId: `a${i}`, grantId: `g${i}`, amountMicros: BALANCE, kind: "topup", priority: 0, expiresAtMs: 0 });
+    await l.setSubscription(`s${i}`, PLAN);
+    await l.grant({ accountId: `s${i}`, grantId: `g${i}`, amountMicros: BALANCE, kind: "topup", priority: 0, expiresAtMs: 0 });
   }
-  const cycle = (tag) => async (i) => {
-    const accountId = `a${i % ACCOUNTS}`;
+  const cycle = (prefix, tag) => async (i) => {
+    const accountId = `${prefix}${i % ACCOUNTS}`;
     const requestId = `${tag}-${i}`;
     const h = await l.reserve({ accountId, requestId, amountMicros: 1_000_000, ttlMs: 600_000 });
     if (h.status !== "held") throw new Error(`reserve: ${h.status}`);
     const s = await l.settle({ accountId, requestId }, 600_000);
     if (s.status !== "settled") throw new Error(`settle: ${s.status}`);
   };
-  for (let i = 0; i < 2 * ACCOUNTS; i++) await cycle("warm")(i);
-  rows.push([`reserve+settle through ${dist}`, await irPer(CYCLES, cycle("m"))]);
+  for (const [prefix, what] of [["a", "top-up account"], ["s", "subscribed account"]]) {
+    for (let i = 0; i < 2 * ACCOUNTS; i++) await cycle(prefix, `warm${prefix}`)(i);
+    rows.push([`reserve+settle through ${dist}, ${what}`, await irPer(CYCLES, cycle(prefix, `m${prefix}`))]);
+  }
 }
 rows.push(["minimal hold+charge scripts (again)", await irPer(CYCLES, minCycle)]);
 const base = (rows[0][1] + rows.at(-1)[1]) / 2;
 console.log(`redis-server instructions per cycle (callgrind), ${CYCLES} cycles each, one call at a time`);
-for (const [name, ir] of rows) console.log(`${name.padEnd(60)} ${Math.round(ir).toLocaleString("en-US").padStart(10)}  ${(ir / base).toFixed(2)}×`);
+for (const [name, ir] of rows) console.log(`${name.padEnd(72)} ${Math.round(ir).toLocaleString("en-US").padStart(10)}  ${(ir / base).toFixed(2)}×`);
 r.disconnect();
 process.exit(0);

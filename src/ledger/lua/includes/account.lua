@@ -50,15 +50,23 @@ local function clock(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- What a field name of the account hash is: { bucket number, attribute, the number parsed } for 'b<N>.<attr>', false
--- for any other.
+-- What a field name of the account hash is: { bucket number, attribute, the number parsed } for 'b<N>.<attr>';
+-- { false, name, 's' | 'n' | 'p' } for a subscription field 's.<name>', 'n.<name>' or 'p.<name>'; false for any
+-- other.
 -- Field names repeat across calls and accounts, so the answer is kept (a bounded memo of pure string parsing:
 -- it holds no account data, only what the name says) and a load does one table lookup per field, calling this
--- only for a name not in FIELD_KIND.
+-- only for a name not in FIELD_KIND. (A subscribed account has some twenty subscription fields: parsed on every
+-- load they cost more than its buckets.)
 local FIELD_KIND, field_kinds = {}, 0
 local function field_kind(f)
+  local kind = false
   local n, attr = string.match(f, '^b(%d+)%.(%a+)$')
-  local kind = n and { n, attr, tonumber(n) } or false
+  if n then
+    kind = { n, attr, tonumber(n) }
+  else
+    local c, name = string.match(f, '^([snp])%.(.+)$')
+    if c then kind = { false, name, c } end
+  end
   if field_kinds < 20000 then
     FIELD_KIND[f] = kind
     field_kinds = field_kinds + 1
@@ -84,7 +92,13 @@ local function load_account(key, now, account_id, holds_key, sweep_key, ledger_k
     local f, v = flat[i], flat[i + 1]
     local kind = FIELD_KIND[f]
     if kind == nil then kind = field_kind(f) end
-    if kind then
+    if kind and not kind[1] then
+      local t = kind[3]
+      if t == 's' then sub[kind[2]] = v
+      elseif t == 'p' then per[kind[2]] = v
+      else nxt[kind[2]] = v
+      end
+    elseif kind then
       local n, attr = kind[1], kind[2]
       local b = buckets[n]
       if not b then
@@ -104,14 +118,6 @@ local function load_account(key, now, account_id, holds_key, sweep_key, ledger_k
       a.nx = v + 0
     elseif TOTALS[f] then
       a[f] = v + 0
-    else
-      local c = string.byte(f, 1)
-      if string.byte(f, 2) == 46 and #f > 2 then -- '.'
-        if c == 115 then sub[string.sub(f, 3)] = v -- s.
-        elseif c == 110 then nxt[string.sub(f, 3)] = v -- n.
-        elseif c == 112 then per[string.sub(f, 3)] = v -- p.
-        end
-      end
     end
   end
   a.avail0 = avail0
@@ -498,12 +504,18 @@ local function release_due_holds(a)
   end
 end
 
+-- A subscription's bucket (its grant id starts with '|') of a kind its period gives: allowance, add-on, trial.
+local PERIOD_KIND = { allowance = true, addon = true, trial = true }
+local function period_bucket(b)
+  return PERIOD_KIND[b.k] and string.byte(b.gid, 1) == 124
+end
+
 -- The subscription's live buckets this period, by kind: { allowance = { g = granted, r = left }, addon, trial }.
 local function period_buckets(a)
   local sums = { allowance = { g = 0, r = 0 }, addon = { g = 0, r = 0 }, trial = { g = 0, r = 0 } }
   for _, b in pairs(a.buckets) do
-    local sum = string.sub(b.gid, 1, 1) == '|' and sums[b.k]
-    if sum then
+    if period_bucket(b) then
+      local sum = sums[b.k]
       sum.g = sum.g + b.g
       sum.r = sum.r + b.r
     end
@@ -512,9 +524,13 @@ local function period_buckets(a)
 end
 
 -- The credits the subscription gave this period (allowance, add-ons, trial): what warnings are measured against.
+-- One pass, no tables (every call of a subscribed account asks, through check_warnings).
 local function period_credits(a)
-  local sums = period_buckets(a)
-  return sums.allowance.g + sums.addon.g + sums.trial.g
+  local sum = 0
+  for _, b in pairs(a.buckets) do
+    if period_bucket(b) then sum = sum + b.g end
+  end
+  return sum
 end
 
 --- @include "includes/period"
@@ -532,23 +548,49 @@ end
 -- the period's credits fires once per period when what is available drops below it, and 'depleted' once when
 -- nothing is left (both fire again after the next reset); without one, 'depleted' fires when a change empties
 -- the account. The percentages that fired are in p.w, depleted in p.dep; a new period starts without them.
+-- A warnings list ('20,5') as its percentages, text and number, in order; kept per list (a bounded memo: the
+-- lists are a plan's terms, few and repeated on every call).
+local WARN_PCTS, warn_lists = {}, 0
+local function warn_pcts(list)
+  local pcts = WARN_PCTS[list]
+  if pcts then return pcts end
+  pcts = {}
+  for pct in string.gmatch(list, '%d+') do pcts[#pcts + 1] = { pct, tonumber(pct) } end
+  if warn_lists < 1000 then
+    WARN_PCTS[list] = pcts
+    warn_lists = warn_lists + 1
+  end
+  return pcts
+end
+
 local function check_warnings(a)
   if a.sub.st and a.sub.st ~= 'ended' and a.per.s then
-    local avail = available(a)
-    if unlimited(a) then return end
-    local base = period_credits(a)
-    local fired, seen = a.per.w or '', {}
-    for pct in string.gmatch(fired, '%d+') do seen[pct] = true end
+    -- One pass: what is available and the period's credits; an unlimited allowance never warns.
+    local avail, base = 0, 0
+    for _, b in pairs(a.buckets) do
+      if b.u == 1 then return end
+      avail = avail + b.r
+      if period_bucket(b) then base = base + b.g end
+    end
+    local fired, seen = a.per.w or '', nil
     local changed = false
     if base > 0 then
-      for pct in string.gmatch(a.sub.warn or '20,5', '%d+') do
-        if not seen[pct] and avail < math.floor(base * tonumber(pct) / 100) then
-          seen[pct] = true
-          fired = fired == '' and pct or (fired .. ',' .. pct)
-          changed = true
-          push(a, 'crossed', pct)
-          emit(a, 'threshold', { 'percent', pct, 'available', int(avail), 'period_credits', int(base),
-            'period_end', a.per.e or '' })
+      for _, p in ipairs(warn_pcts(a.sub.warn or '20,5')) do
+        local pct = p[1]
+        if avail < math.floor(base * p[2] / 100) then
+          -- The ones that fired this period are read only when one is crossed.
+          if not seen then
+            seen = {}
+            for f in string.gmatch(fired, '%d+') do seen[f] = true end
+          end
+          if not seen[pct] then
+            seen[pct] = true
+            fired = fired == '' and pct or (fired .. ',' .. pct)
+            changed = true
+            push(a, 'crossed', pct)
+            emit(a, 'threshold', { 'percent', pct, 'available', int(avail), 'period_credits', int(base),
+              'period_end', a.per.e or '' })
+          end
         end
       end
     end
