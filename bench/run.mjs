@@ -14,6 +14,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { RateLimiterRedis } from "rate-limiter-flexible";
+import { KeySpace } from "../dist/ledger/keys.js";
 import { Ledger } from "../dist/ledger/ledger.js";
 import { createRedisClient } from "../dist/redis/connect.js";
 import { baselineCycles } from "./lib/baselines.mjs";
@@ -450,17 +451,52 @@ async function main() {
       const n = P.accounts;
       const memUsage = async (k) => Number(await memClient.call("MEMORY", "USAGE", k, "SAMPLES", "0"));
 
-      // Per idle account: one grant each (account hash, grant record, a one-entry ledger stream), against a
-      // one-field balance hash per account.
-      await memClient.flushdb();
-      const a0 = await usedMemory(memClient);
-      await closedLoop({ conc: 32, count: n }, async (i) => {
-        const r = await memLedger.grant({ accountId: `acct-${i}`, grantId: `g${i}`, amountMicros: BALANCE, kind: "topup", priority: 0, expiresAtMs: 0 });
-        if (r.status !== "granted") throw new Error(`grant: ${r.status}`);
-      });
-      const a1 = await usedMemory(memClient);
-      const keysOfOne = {};
-      for (const k of await memClient.keys("creditd:{acct-0}*")) keysOfOne[k] = await memUsage(k);
+      // Per idle account: one grant each (account hash, grant record, a one-entry ledger stream). An account's events
+      // go to its hash slot's stream, shared by every account of the slot (16,384 at most): made first here, as they
+      // are in any keyspace of more than a few thousand accounts, so they do not count against the first accounts of
+      // their slot.
+      const keySpace = new KeySpace("creditd");
+      const idleAccounts = async () => {
+        await memClient.flushdb();
+        const eventStreams = new Set();
+        for (let i = 0; i < n; i++) eventStreams.add(keySpace.account(`acct-${i}`).events);
+        const ev = memClient.pipeline();
+        for (const k of eventStreams) ev.xadd(k, "*", "type", "bench");
+        await ev.exec();
+        const oneEventStream = await memUsage([...eventStreams][0]);
+        const a0 = await usedMemory(memClient);
+        await closedLoop({ conc: 32, count: n }, async (i) => {
+          const r = await memLedger.grant({ accountId: `acct-${i}`, grantId: `g${i}`, amountMicros: BALANCE, kind: "topup", priority: 0, expiresAtMs: 0 });
+          if (r.status !== "granted") throw new Error(`grant: ${r.status}`);
+        });
+        const a1 = await usedMemory(memClient);
+        const keysOfOne = {};
+        for (const k of await memClient.keys("creditd:{acct-0}*")) keysOfOne[k] = await memUsage(k);
+        await memClient.flushdb();
+        return { accounts: n, perAccount: (a1 - a0) / n, keysOfOneAccount: keysOfOne, eventStreams: eventStreams.size, oneEventStream };
+      };
+      // Per ledger entry: one account's stream before and after `cycles` reserve+settle cycles (2 entries each); and
+      // everything a cycle keeps for the retention time.
+      const { cycles } = P.s5;
+      const ledgerEntries = async () => {
+        await memLedger.grant({ accountId: "m5", grantId: "g", amountMicros: BALANCE, kind: "topup", priority: 0, expiresAtMs: 0 });
+        const key = memLedger.keys.account("m5").ledger;
+        const s0 = await memUsage(key);
+        const u0 = await usedMemory(memClient);
+        await closedLoop({ conc: 1, count: cycles }, async (i) => {
+          const r = await memLedger.reserve({ accountId: "m5", requestId: `m5-${i}`, amountMicros: 1_000_000, ttlMs: 600_000 });
+          if (r.status !== "held") throw new Error(`reserve: ${r.status}`);
+          const t = await memLedger.settle({ accountId: "m5", requestId: `m5-${i}` }, 600_000);
+          if (t.status !== "settled") throw new Error(`settle: ${t.status}`);
+        });
+        const u1 = await usedMemory(memClient);
+        const s1 = await memUsage(key);
+        const sample = await memClient.xrevrange(key, "+", "-", "COUNT", 2);
+        await memClient.flushdb();
+        return { cycles, perEntry: (s1 - s0) / (2 * cycles), perCycle: (u1 - u0) / cycles, lastEntries: sample };
+      };
+
+      const idle = await idleAccounts();
       await memClient.flushdb();
       const b0 = await usedMemory(memClient);
       const pipe = memClient.pipeline();
@@ -468,24 +504,12 @@ async function main() {
       await pipe.exec();
       const b1 = await usedMemory(memClient);
       await memClient.flushdb();
-      details.s5accounts = { accounts: n, bytes: a1 - a0, minimalBytes: b1 - b0, keysOfOneAccount: keysOfOne };
-      table.add({ section: sec, figure: "Redis memory per idle account (granted once)", unit: "bytes", value: (a1 - a0) / n, baseline: (b1 - b0) / n, baselineLabel: "one-field balance hash" });
+      details.s5accounts = { ...idle, minimalBytes: b1 - b0 };
+      table.add({ section: sec, figure: "Redis memory per idle account (granted once; its slot's events stream made before)", unit: "bytes", value: idle.perAccount, baseline: (b1 - b0) / n, baselineLabel: "one-field balance hash" });
+      table.add({ section: sec, figure: "Redis memory of a hash slot's events stream with one event (one per slot in use)", unit: "bytes", value: idle.oneEventStream, baseline: null });
 
-      // Per ledger entry: one account's stream before and after `cycles` reserve+settle cycles (2 entries each),
-      // against a stream of two-field entries (op, amount); and everything a cycle keeps for the retention time.
-      const { cycles } = P.s5;
-      await memLedger.grant({ accountId: "m5", grantId: "g", amountMicros: BALANCE, kind: "topup", priority: 0, expiresAtMs: 0 });
-      const key = memLedger.keys.account("m5").ledger;
-      const s0 = await memUsage(key);
-      const u0 = await usedMemory(memClient);
-      await closedLoop({ conc: 1, count: cycles }, async (i) => {
-        const r = await memLedger.reserve({ accountId: "m5", requestId: `m5-${i}`, amountMicros: 1_000_000, ttlMs: 600_000 });
-        if (r.status !== "held") throw new Error(`reserve: ${r.status}`);
-        const t = await memLedger.settle({ accountId: "m5", requestId: `m5-${i}` }, 600_000);
-        if (t.status !== "settled") throw new Error(`settle: ${t.status}`);
-      });
-      const u1 = await usedMemory(memClient);
-      const s1 = await memUsage(key);
+      const entries = await ledgerEntries();
+      // Against a stream of two-field entries (op, amount).
       const minKey = "minledger:{m5}";
       const p2 = memClient.pipeline();
       for (let i = 0; i < cycles; i++) {
@@ -494,12 +518,25 @@ async function main() {
       }
       await p2.exec();
       const sMin = await memUsage(minKey);
-      const sample = await memClient.xrevrange(key, "+", "-", "COUNT", 2);
       await memClient.flushdb();
-      const perEntry = (s1 - s0) / (2 * cycles);
-      details.s5ledger = { cycles, streamBytes: s1 - s0, usedMemoryPerCycle: (u1 - u0) / cycles, minStreamBytes: sMin, lastEntries: sample };
-      table.add({ section: sec, figure: "Redis memory per ledger entry (stream)", unit: "bytes", value: perEntry, baseline: sMin / (2 * cycles), baselineLabel: "two-field stream entry" });
-      table.add({ section: sec, figure: "Redis memory per reserve+settle cycle, all records (kept 24 h)", unit: "bytes", value: (u1 - u0) / cycles, baseline: 2 * perEntry, baselineLabel: "its 2 ledger entries" });
+      details.s5ledger = { ...entries, minStreamBytes: sMin };
+      table.add({ section: sec, figure: "Redis memory per ledger entry (stream)", unit: "bytes", value: entries.perEntry, baseline: sMin / (2 * cycles), baselineLabel: "two-field stream entry" });
+      table.add({ section: sec, figure: "Redis memory per reserve+settle cycle, all records (kept 24 h)", unit: "bytes", value: entries.perCycle, baseline: 2 * entries.perEntry, baselineLabel: "its 2 ledger entries" });
+
+      // Most of an idle account is its ledger stream's first node, which Redis (6.2+) allocates at
+      // min(4 KB, stream-node-max-bytes). The same two figures with half that node size, for operators to weigh
+      // (README.md, "Redis memory"); the setting is restored after.
+      const nodeBytes = (await memClient.config("GET", "stream-node-max-bytes"))[1];
+      try {
+        await memClient.config("SET", "stream-node-max-bytes", "2048");
+        const idle2 = await idleAccounts();
+        const entries2 = await ledgerEntries();
+        details.s5node2048 = { idle: idle2, entries: entries2 };
+        table.add({ section: sec, figure: "Redis memory per idle account, stream-node-max-bytes 2048", unit: "bytes", value: idle2.perAccount, baseline: idle.perAccount, baselineLabel: `at ${nodeBytes}` });
+        table.add({ section: sec, figure: "Redis memory per ledger entry, stream-node-max-bytes 2048", unit: "bytes", value: entries2.perEntry, baseline: entries.perEntry, baselineLabel: `at ${nodeBytes}` });
+      } finally {
+        await memClient.config("SET", "stream-node-max-bytes", nodeBytes);
+      }
     } finally {
       memClient.disconnect();
     }
