@@ -544,10 +544,6 @@ local function touch(a)
   roll_period(a)
 end
 
--- Low-credit warnings, decided here so racing sidecars fire each once: with a subscription, each percentage of
--- the period's credits fires once per period when what is available drops below it, and 'depleted' once when
--- nothing is left (both fire again after the next reset); without one, 'depleted' fires when a change empties
--- the account. The percentages that fired are in p.w, depleted in p.dep; a new period starts without them.
 -- A warnings list ('20,5') as its percentages, text and number, in order; kept per list (a bounded memo: the
 -- lists are a plan's terms, few and repeated on every call).
 local WARN_PCTS, warn_lists = {}, 0
@@ -563,15 +559,14 @@ local function warn_pcts(list)
   return pcts
 end
 
+-- Low-credit warnings, decided here so racing sidecars fire each once: with a subscription, each percentage of
+-- the period's credits fires once per period when what is available drops below it, and 'depleted' once when
+-- nothing is left (both fire again after the next reset); without one, 'depleted' fires when a change empties
+-- the account. The percentages that fired are in p.w, depleted in p.dep; a new period starts without them.
 local function check_warnings(a)
   if a.sub.st and a.sub.st ~= 'ended' and a.per.s then
-    -- One pass: what is available and the period's credits; an unlimited allowance never warns.
-    local avail, base = 0, 0
-    for _, b in pairs(a.buckets) do
-      if b.u == 1 then return end
-      avail = avail + b.r
-      if period_bucket(b) then base = base + b.g end
-    end
+    if unlimited(a) then return end
+    local avail, base = available(a), period_credits(a)
     local fired, seen = a.per.w or '', nil
     local changed = false
     if base > 0 then
