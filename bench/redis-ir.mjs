@@ -21,7 +21,7 @@ import { pathToFileURL } from "node:url";
 import { Redis } from "ioredis";
 import { findFreePort } from "../dist/redis/redis-process.js";
 import { arg } from "./lib/args.mjs";
-import { baselineCycles } from "./lib/baselines.mjs";
+import { baselineCycles, ledgerCycle } from "./lib/baselines.mjs";
 
 const builds = arg("dist", "dist").split(",");
 const CYCLES = Number(arg("cycles", 400));
@@ -91,14 +91,7 @@ for (const [b, dist] of builds.entries()) {
     await l.setSubscription(`s${i}`, PLAN);
     await l.grant({ accountId: `s${i}`, grantId: `g${i}`, amountMicros: BALANCE, kind: "topup", priority: 0, expiresAtMs: 0 });
   }
-  const cycle = (prefix, tag) => async (i) => {
-    const accountId = `${prefix}${i % ACCOUNTS}`;
-    const requestId = `${tag}-${i}`;
-    const h = await l.reserve({ accountId, requestId, amountMicros: 1_000_000, ttlMs: 600_000 });
-    if (h.status !== "held") throw new Error(`reserve: ${h.status}`);
-    const s = await l.settle({ accountId, requestId }, 600_000);
-    if (s.status !== "settled") throw new Error(`settle: ${s.status}`);
-  };
+  const cycle = (prefix, tag) => ledgerCycle(l, prefix, ACCOUNTS, tag);
   for (const [prefix, what] of [["a", "top-up account"], ["s", "subscribed account"]]) {
     for (let i = 0; i < 2 * ACCOUNTS; i++) await cycle(prefix, `warm${prefix}`)(i);
     rows.push([`reserve+settle through ${dist}, ${what}`, await irPer(CYCLES, cycle(prefix, `m${prefix}`))]);

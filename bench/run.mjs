@@ -17,7 +17,7 @@ import { RateLimiterRedis } from "rate-limiter-flexible";
 import { KeySpace } from "../dist/ledger/keys.js";
 import { Ledger } from "../dist/ledger/ledger.js";
 import { createRedisClient } from "../dist/redis/connect.js";
-import { baselineCycles } from "./lib/baselines.mjs";
+import { baselineCycles, ledgerCycle } from "./lib/baselines.mjs";
 import { cpuNs, median, memOf, summarize } from "./lib/measure.mjs";
 import { h2loadPath, ROOT, runDir, runH2load, runNodeJson, shutdown, startCreditd, startFloorServer, startLoadgen, startRedis, stopping } from "./lib/procs.mjs";
 import { fmt, Table } from "./lib/table.mjs";
@@ -383,14 +383,7 @@ async function main() {
       if (r.status !== "granted" && r.status !== "replayed") throw new Error(`grant: ${r.status}`);
     });
   };
-  const cycleOf = (prefix, n, tag) => async (i) => {
-    const accountId = `${prefix}${i % n}`;
-    const requestId = `${tag}-${i}`;
-    const r = await ledger.reserve({ accountId, requestId, amountMicros: 1_000_000, ttlMs: 600_000 });
-    if (r.status !== "held") throw new Error(`reserve: ${r.status}`);
-    const s = await ledger.settle({ accountId, requestId }, 600_000);
-    if (s.status !== "settled") throw new Error(`settle: ${s.status}`);
-  };
+  const cycleOf = (prefix, n, tag) => ledgerCycle(ledger, prefix, n, tag);
 
   await section(2, "Redis CPU", async () => {
     const sec = "2 Redis CPU";

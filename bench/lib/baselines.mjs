@@ -1,4 +1,5 @@
-// The Redis-side baselines of section 2 (bench/run.mjs) and bench/redis-ir.mjs, on one ioredis client:
+// The Redis-side baselines of section 2 (bench/run.mjs) and bench/redis-ir.mjs, on one ioredis client, and the
+// cycle they are compared with (ledgerCycle):
 // - the minimal pair (bench/lua/min-*.lua): hold and charge one balance, nothing else;
 // - the command floor (bench/lua/floor-*.lua): the commands creditd's Reserve and Settle issue for a one-bucket
 //   account, values from ARGV, no logic. Not a target: what the features' commands cost by themselves;
@@ -52,3 +53,16 @@ export async function baselineCycles(redis, { accounts, balance, accountPrefix, 
   };
   return { minCycle, floorCycle, leanCycle };
 }
+
+/**
+ * creditd's side: reserve+settle call i on account `${accountPrefix}${i % accounts}` through a Ledger (any build's),
+ * request id `${tag}-${i}`, holding 1 credit and charging 0.6 of it; throws unless both succeed.
+ */
+export const ledgerCycle = (ledger, accountPrefix, accounts, tag) => async (i) => {
+  const accountId = `${accountPrefix}${i % accounts}`;
+  const requestId = `${tag}-${i}`;
+  const h = await ledger.reserve({ accountId, requestId, amountMicros: 1_000_000, ttlMs: 600_000 });
+  if (h.status !== "held") throw new Error(`reserve: ${h.status}`);
+  const s = await ledger.settle({ accountId, requestId }, 600_000);
+  if (s.status !== "settled") throw new Error(`settle: ${s.status}`);
+};
