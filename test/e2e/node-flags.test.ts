@@ -4,11 +4,11 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { CreditService } from "../../src/gen/creditd/v1/credit_service_pb.js";
 import { AdminService } from "../../src/gen/creditd/v1/admin_service_pb.js";
 import { BucketKind } from "../../src/gen/creditd/v1/types_pb.js";
-import { type TestRedis, startTestRedis } from "../support/redis.js";
+import { useTestRedis } from "../support/redis.js";
 import { ensureBuilt, startServer } from "../support/server-process.js";
 import { CREDIT, grpcClient, uniquePrefix, unary } from "./clients.js";
 
@@ -42,18 +42,12 @@ describe("production Node flags", () => {
 
   describe("creditd started with them", () => {
     beforeAll(ensureBuilt, 180_000);
-    let redis: TestRedis;
-    beforeAll(async () => {
-      redis = await startTestRedis();
-    }, 30_000);
-    afterAll(async () => {
-      await redis?.stop();
-    });
+    const redis = useTestRedis();
 
     it("serves a Reserve", async () => {
       const server = await startServer({
         nodeArgs: startScriptFlags(),
-        env: { CREDITD_REDIS_URL: redis.url, CREDITD_KEY_PREFIX: uniquePrefix("flags"), CREDITD_SWEEP_INTERVAL_SECONDS: "0" },
+        env: { CREDITD_REDIS_URL: redis.server.url, CREDITD_KEY_PREFIX: uniquePrefix("flags"), CREDITD_SWEEP_INTERVAL_SECONDS: "0" },
       });
       const admin = grpcClient(AdminService, server.grpcAddr);
       const credit = grpcClient(CreditService, server.grpcAddr);
